@@ -1,0 +1,96 @@
+"""The ``opencohort`` command: one typer app; each area adds its own commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from opencohort import __version__
+from opencohort.config import HOME_ENV, find_home, init_home
+from opencohort.errors import OpencohortError
+
+app = typer.Typer(
+    name="opencohort",
+    help="Run a precision-medicine research cohort: enrol, curate, release, analyse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar=HOME_ENV, help="Program home (default: nearest above cwd)."),
+]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+    _State.debug = debug
+
+
+class _State:
+    debug = False
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Directory to make a program home.")],
+    name: Annotated[str | None, typer.Option(help="Program name.")] = None,
+) -> None:
+    """Create a program home: opencohort.toml, raw/, releases/ and the registry path."""
+    home = init_home(directory, name=name)
+    out.print(f"initialised program home {home.root}")
+
+
+@app.command()
+def where(home: HomeOption = None, as_json: JsonOutput = False) -> None:
+    """Show which program home commands will use."""
+    found = find_home(home)
+    info = {"home": str(found.root), "registry": found.registry_url}
+    out.print_json(json.dumps(info)) if as_json else out.print(info)
+
+
+def _register_areas() -> None:
+    from opencohort.synth.cli import synth
+
+    app.command(name="synth")(synth)
+
+
+def main() -> None:
+    """Entry point: run the app, turning opencohort errors into one line and exit code 1."""
+    _register_areas()
+    try:
+        app(standalone_mode=False)
+    except OpencohortError as exc:
+        if _State.debug:
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
