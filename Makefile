@@ -1,0 +1,43 @@
+# Two entry points: `make demo` runs the main job, `make test` runs the suite.
+# Both create .venv and install the pinned dependencies (requirements.lock) first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO := demo
+
+.PHONY: demo test system lint lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+system:
+	./scripts/system-packages.sh
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/opencohort init $(DEMO)/home --name "opencohort demo"
+	$(BIN)/opencohort synth --participants 5000 --genomes 2000 --sites 5 --seed 42 --out $(DEMO)/feeds
+
+test: $(STAMP) system
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+# Re-pin every dependency from pyproject.toml in a clean environment.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/python -m pip install -q --upgrade pip
+	.lockenv/bin/python -m pip install -q ".[synth,test]"
+	.lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^opencohort' > requirements.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

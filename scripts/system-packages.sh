@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite uses as parity oracles (bcftools, tabix, plink2).
+set -euo pipefail
+needed=()
+command -v bcftools >/dev/null || needed+=(bcftools)
+command -v tabix >/dev/null || needed+=(tabix)
+command -v plink2 >/dev/null || needed+=(plink2)
+[ ${#needed[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing Debian packages: ${needed[*]}"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${needed[@]}"
