@@ -63,7 +63,9 @@ def _run_program(participants: int, genomes: int) -> dict:
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     summary = json.loads(done.stdout)
     rows = summary["rows"]
-    ehr_rows = sum(v for k, v in rows.items() if k.startswith("ehr/") and Path(k).stem in EHR_TABLES)
+    ehr_rows = sum(
+        v for k, v in rows.items() if k.startswith("ehr/") and Path(k).stem in EHR_TABLES
+    )
     seconds = summary["seconds"]
     return {
         "participants": participants,
@@ -105,7 +107,14 @@ def main() -> None:
         results["genomes"] = _run_genomes(args.genomes, args.variants)
 
     table = Table(title="synthetic program")
-    for col in ("participants", "seconds", "participants/s", "EHR rows", "EHR rows/s", "peak RSS GB"):
+    for col in (
+        "participants",
+        "seconds",
+        "participants/s",
+        "EHR rows",
+        "EHR rows/s",
+        "peak RSS GB",
+    ):
         table.add_column(col, justify="right")
     for run in results["runs"]:
         table.add_row(

@@ -30,7 +30,9 @@ def test_load_home__bad_toml_names_file(tmp_path: Path) -> None:
         load_home(tmp_path)
 
 
-def test_find_home__explicit_env_and_parents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_home__explicit_env_and_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, b = init_home(tmp_path / "a"), init_home(tmp_path / "b")
     nested = a.root / "x" / "y"
     nested.mkdir(parents=True)

@@ -71,26 +71,15 @@ def _register_areas() -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning opencohort errors into one line and exit code 1."""
+    """Entry point: opencohort errors become one line on stderr and exit code 1."""
     _register_areas()
     try:
-        app(standalone_mode=False)
+        app()
     except OpencohortError as exc:
         if _State.debug:
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(0)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

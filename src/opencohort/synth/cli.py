@@ -12,23 +12,38 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from opencohort.config import HOME_ENV, find_home
 from opencohort.synth.models import SynthConfig
-from opencohort.synth.program import generate_program
 
 
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the program's feeds into.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Directory for the feeds (default: <home>/synthetic)."),
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar=HOME_ENV, help="Program home, used when --out is not given."),
+    ] = None,
     participants: Annotated[int, typer.Option(help="Number of participants.")] = 5000,
     genomes: Annotated[int, typer.Option(help="Number of sequenced participants.")] = 2000,
     sites: Annotated[int, typer.Option(help="Number of EHR sites.")] = 5,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 42,
-    batch_size: Annotated[int, typer.Option(help="Participants per batch (bounds memory).")] = 20_000,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same files.")
+    ] = 42,
+    batch_size: Annotated[
+        int, typer.Option(help="Participants per batch (bounds memory).")
+    ] = 20_000,
     region_megabases: Annotated[float, typer.Option(help="Length of each genome region.")] = 1.0,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Generate a synthetic program deterministically for a seed."""
+    from opencohort.synth.program import generate_program
+
+    if out is None:
+        out = find_home(home).root / "synthetic"
     config = SynthConfig(
         participants=participants,
         genomes=genomes,

@@ -55,7 +55,9 @@ class SynthConfig:
                     + (" (genomes must not exceed participants)" if name == "genomes" else "")
                 )
         if self.start >= self.cutoff:
-            raise ConfigError(f"SynthConfig: start {self.start} must be before cutoff {self.cutoff}")
+            raise ConfigError(
+                f"SynthConfig: start {self.start} must be before cutoff {self.cutoff}"
+            )
         for name, rate in asdict(self.messiness).items():
             if not 0 <= rate <= 1:
                 raise ConfigError(f"Messiness: {name}={rate!r} must be between 0 and 1")

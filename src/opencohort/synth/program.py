@@ -87,8 +87,15 @@ def generate_program(
         first = index == 0
         counts.update(write_feed(batch, config, out, append=not first))
         counts.update(write_wearables(batch, config, out, append=not first))
-        _append(batch[["participant_id", "race_ethnicity", *ANCESTRY_COLUMNS]], out / "truth/ancestry.csv", first)
-        withdrawn = batch.loc[batch["withdrawal_date"].notna(), ["participant_id", "withdrawal_date", "withdrawal_status"]]
+        _append(
+            batch[["participant_id", "race_ethnicity", *ANCESTRY_COLUMNS]],
+            out / "truth/ancestry.csv",
+            first,
+        )
+        withdrawn = batch.loc[
+            batch["withdrawal_date"].notna(),
+            ["participant_id", "withdrawal_date", "withdrawal_status"],
+        ]
         _append(withdrawn, out / "truth/withdrawals.csv", first)
         for name, counter in categories.items():
             counter.update(batch[name].astype(str).tolist())
@@ -98,8 +105,12 @@ def generate_program(
             n_chosen += len(take)
         report("participants", (index + 1) / config.n_batches)
 
-    genomed = pd.concat(chosen, ignore_index=True) if chosen else participant_batch(config, 0).head(0)
-    genomes = simulate_genomes(genomed, config, out, progress=lambda s, f: report(f"genomes: {s}", f))
+    genomed = (
+        pd.concat(chosen, ignore_index=True) if chosen else participant_batch(config, 0).head(0)
+    )
+    genomes = simulate_genomes(
+        genomed, config, out, progress=lambda s, f: report(f"genomes: {s}", f)
+    )
     counts.update({f"genomes/{k}": v for k, v in genomes.counts.items()})
     effects = assign_effects(genomes.candidates, config)
     effects.to_csv(out / "truth/effects.csv", index=False)
@@ -108,12 +119,16 @@ def generate_program(
     for index, batch in _batches(config):
         first = index == 0
         dosage = _dosage(batch, genomes, config, index)
-        pheno = phenotypes(batch, dosage, effects, list(genomes.candidates["variant_id"]), config, index=index)
+        pheno = phenotypes(
+            batch, dosage, effects, list(genomes.candidates["variant_id"]), config, index=index
+        )
         _append(pheno, out / "truth/phenotypes.csv", first)
         counts["registry/physical_measurements.csv"] += write_physical_measurements(
             batch, pheno, config, out, append=not first
         )
-        ehr_counts, errors = write_site_submissions(batch, pheno, sites, config, out, append=not first)
+        ehr_counts, errors = write_site_submissions(
+            batch, pheno, sites, config, out, append=not first
+        )
         counts.update(ehr_counts)
         _append(errors, out / "truth/errors.csv", errors_written == 0)
         errors_written += len(errors)
@@ -136,7 +151,9 @@ def _batches(config: SynthConfig) -> Iterator[tuple[int, pd.DataFrame]]:
         yield index, participant_batch(config, index)
 
 
-def _dosage(batch: pd.DataFrame, genomes: GenomeResult, config: SynthConfig, index: int) -> np.ndarray:
+def _dosage(
+    batch: pd.DataFrame, genomes: GenomeResult, config: SynthConfig, index: int
+) -> np.ndarray:
     """Causal-variant dosages: true genotypes for the sequenced, ancestry-based draws for others."""
     rng = np.random.default_rng([config.seed, _DOSAGE_STREAM, index])
     dosage = population_dosage(genomes.candidates, batch[ANCESTRY_COLUMNS].to_numpy(), rng)
