@@ -66,8 +66,10 @@ def where(home: HomeOption = None, as_json: JsonOutput = False) -> None:
 
 def _register_areas() -> None:
     from opencohort.synth.cli import synth
+    from opencohort.vocab.cli import vocab
 
     app.command(name="synth")(synth)
+    app.add_typer(vocab, name="vocab")
 
 
 def main() -> None:

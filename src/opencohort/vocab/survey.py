@@ -1,4 +1,4 @@
-"""The reference program's survey codebook (questions and answers by module)."""
+"""The reference program's survey codebook (questions and answers by module) as PPI concepts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import importlib.metadata as md
 from functools import cache
 
 import pandas as pd
+
+from opencohort.vocab.models import concept_frame
 
 
 @cache
@@ -19,3 +21,57 @@ def survey_codebook() -> pd.DataFrame:
     """
     path = md.distribution("omopsurvey").locate_file("omopsurvey/survey_key.csv")
     return pd.read_csv(path, encoding="utf-8-sig")
+
+
+def survey_concepts() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return PPI concepts (modules, questions, answers) and their relationships.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        Concept rows (vocabulary ``PPI``, domain ``Observation``, classes ``Module``,
+        ``Question`` and ``Answer``, the program's real concept ids) and relationship rows
+        ``concept_id_1``, ``concept_id_2``, ``relationship_id`` in the forward direction:
+        module ``PPI parent code of`` question, question ``Has answer (PPI)`` answer.
+
+    Notes
+    -----
+    ``omopsurvey`` ships ids and names but not PPI short codes, so ``concept_code`` is the
+    concept id as text. An answer id listed under two names keeps the first by question id.
+    """
+    book = survey_codebook().sort_values(
+        ["mod_concept_id", "question_concept_id", "answer_concept_id"]
+    )
+    answer_name = book["answer"].fillna(book["answer_text"])
+    answer_name = answer_name.fillna("PPI answer " + book["answer_concept_id"].astype(str))
+    parts = [
+        book[["mod_concept_id", "mod_concept_name"]]
+        .set_axis(["id", "name"], axis=1)
+        .assign(cls="Module"),
+        book[["question_concept_id", "question_concept_name"]]
+        .set_axis(["id", "name"], axis=1)
+        .assign(cls="Question"),
+        pd.DataFrame({"id": book["answer_concept_id"], "name": answer_name, "cls": "Answer"}),
+    ]
+    rows = pd.concat(parts, ignore_index=True).drop_duplicates("id")
+    concept = concept_frame(
+        concept_id=rows["id"].to_numpy(),
+        concept_name=rows["name"].to_numpy(),
+        domain_id="Observation",
+        vocabulary_id="PPI",
+        concept_class_id=rows["cls"].to_numpy(),
+        standard_concept="S",
+        concept_code=rows["id"].astype(str).to_numpy(),
+    )
+    links = pd.concat(
+        [
+            book[["mod_concept_id", "question_concept_id"]]
+            .set_axis(["concept_id_1", "concept_id_2"], axis=1)
+            .assign(relationship_id="PPI parent code of"),
+            book[["question_concept_id", "answer_concept_id"]]
+            .set_axis(["concept_id_1", "concept_id_2"], axis=1)
+            .assign(relationship_id="Has answer (PPI)"),
+        ],
+        ignore_index=True,
+    ).drop_duplicates()
+    return concept, links
