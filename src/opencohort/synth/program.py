@@ -85,8 +85,8 @@ def generate_program(
     n_chosen = 0
     for index, batch in _batches(config):
         first = index == 0
-        counts.update(write_feed(batch, config, out, append=not first))
-        counts.update(write_wearables(batch, config, out, append=not first))
+        counts.update(_prefixed("registry", write_feed(batch, config, out, append=not first)))
+        counts.update(_prefixed("wearables", write_wearables(batch, config, out, append=not first)))
         _append(
             batch[["participant_id", "race_ethnicity", *ANCESTRY_COLUMNS]],
             out / "truth/ancestry.csv",
@@ -144,6 +144,10 @@ def generate_program(
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _prefixed(folder: str, counts: dict[str, int]) -> dict[str, int]:
+    return {f"{folder}/{name}": rows for name, rows in counts.items()}
 
 
 def _batches(config: SynthConfig) -> Iterator[tuple[int, pd.DataFrame]]:
