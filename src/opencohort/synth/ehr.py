@@ -38,10 +38,6 @@ from opencohort.synth.traits import diseases
 from opencohort.vocab import drugs, icd10cm_codes, local_concept_id
 
 _STREAM_EHR = 7104
-#: Share of a site's persons who never gave EHR consent (the site sends them anyway).
-NO_CONSENT_SHARE = 0.02
-#: Share of a site's persons whose PII there does not match the registry.
-IDENTITY_MISMATCH_SHARE = 0.01
 _MEAN_VISITS = 11.0
 _VISIT_SIGMA = 1.0
 _MAX_VISITS = 3000
@@ -239,7 +235,7 @@ def _select_people(
         batch["ehr_consent_date"].notna() & batch["primary_consent_date"].notna()
     ).to_numpy() & (site_pos >= 0)
     others = ~consented & (site_pos >= 0)
-    share = NO_CONSENT_SHARE * consented.sum() / max(others.sum(), 1)
+    share = config.messiness.without_ehr_consent * consented.sum() / max(others.sum(), 1)
     extra = others & (rng.random(len(batch)) < share)
     rows = np.flatnonzero(consented | extra)
     birth = _days(batch["birth_date"])[rows]
@@ -249,7 +245,7 @@ def _select_people(
     sign_up = _days(batch["sign_up_date"])[rows]
     start = np.maximum(birth, sign_up - rng.integers(0, _LOOKBACK_DAYS, len(rows)))
     start = np.minimum(start, end)
-    mismatch = rng.random(len(rows)) < IDENTITY_MISMATCH_SHARE
+    mismatch = rng.random(len(rows)) < config.messiness.identity_mismatch
     last = batch["last_name"].to_numpy(dtype=object)[rows].copy()
     other = np.roll(last, 1)
     last[mismatch] = np.where(other[mismatch] != last[mismatch], other[mismatch], "Smithson")
@@ -385,9 +381,9 @@ def write_site_submissions(
 
     Notes
     -----
-    1. Persons: everyone with EHR (and primary) consent, plus about ``NO_CONSENT_SHARE`` as
-       many without; ``IDENTITY_MISMATCH_SHARE`` of them get another last name and an earlier
-       birth date at the site.
+    1. Persons: everyone with EHR (and primary) consent, plus about
+       ``messiness.without_ehr_consent`` as many without; ``messiness.identity_mismatch``
+       of them get another last name and an earlier birth date at the site.
     2. Observation period: from up to 12 years before sign-up (not before birth) to the cutoff
        or death. Visits: a log-normal count per person (mean 11, heavy-tailed), uniform over
        the period; each case of a planted disease gets extra visits coded with the disease

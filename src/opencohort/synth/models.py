@@ -20,6 +20,8 @@ class Messiness:
     imperial_site_share: float = 0.4  # share of sites that report lb, in and degF
     unmapped_code: float = 0.01
     identifier_in_note: float = 0.05  # share of notes that quote a name, phone or MRN
+    without_ehr_consent: float = 0.02  # people sent by sites without EHR consent, per consenter
+    identity_mismatch: float = 0.01  # people whose site PII does not match the registry
 
 
 @dataclass(frozen=True)
