@@ -21,7 +21,7 @@ system:
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/opencohort init $(DEMO)/home --name "opencohort demo"
-	$(BIN)/opencohort synth --participants 5000 --genomes 2000 --sites 5 --seed 42 --out $(DEMO)/feeds
+	$(BIN)/opencohort synth --home $(DEMO)/home --participants 5000 --genomes 2000 --sites 5 --seed 42
 
 test: $(STAMP) system
 	$(BIN)/ruff check src tests bench

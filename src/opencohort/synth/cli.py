@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -93,6 +94,11 @@ def _render(summary: dict, out: Path) -> None:
     files = Table(title="files written", title_justify="left")
     files.add_column("file")
     files.add_column("rows", justify="right")
+    n_sites = len(summary["categories"]["site_id"])
+    totals: dict[str, int] = {}
     for name, rows in summary["rows"].items():
+        key = re.sub(r"^ehr/[^/]+/", f"ehr/<{n_sites} sites>/", name)
+        totals[key] = totals.get(key, 0) + rows
+    for name, rows in totals.items():
         files.add_row(name, f"{rows:,}")
     console.print(files)
