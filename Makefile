@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP) system
 	$(BIN)/ruff check src tests bench
-	$(BIN)/pytest -n 2 -q
+	OPENCOHORT_TEST_PG_URL=$$(./scripts/postgres.sh) $(BIN)/pytest -n 2 -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

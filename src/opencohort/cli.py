@@ -65,11 +65,13 @@ def where(home: HomeOption = None, as_json: JsonOutput = False) -> None:
 
 
 def _register_areas() -> None:
+    from opencohort.registry.cli import registry
     from opencohort.synth.cli import synth
     from opencohort.vocab.cli import vocab
 
     app.command(name="synth")(synth)
     app.add_typer(vocab, name="vocab")
+    app.add_typer(registry, name="registry")
 
 
 def main() -> None:

