@@ -9,9 +9,10 @@ participants plus their allele dosages into true trait values and disease onsets
 Expected power (reference sample of :data:`POWER_N` = 2,000 genomes, genome-wide alpha 5e-8,
 assumed ancestry mix :data:`COHORT_ANCESTRY`):
 
-- each quantitative variant explains about 3% of the trait variance, a non-centrality of about
-  60, so ordinary linear regression finds it at p < 5e-8 with power above 0.99 (the per-SD effect
-  is capped at 1.0, which only binds for rare candidates);
+- each quantitative variant explains about 5% of the trait variance, a non-centrality of about
+  100, so ordinary linear regression finds it at p < 5e-8 with power above 0.99 even when only
+  two thirds of the sequenced have the measurement and ancestry is adjusted for (the per-SD
+  effect is capped at 1.0, which only binds for rare candidates);
 - the first ("strong") variant of each both-sex disease is sized for a non-centrality of 60
   (power about 0.99) and the second for 30 (power about 0.5); the per-allele log odds ratio is
   capped at log(4), so the strong variant of a rare or one-sex disease (breast and prostate cancer,
@@ -35,7 +36,7 @@ COHORT_ANCESTRY = {"afr": 0.21, "eur": 0.50, "eas": 0.06, "sas": 0.03, "mid": 0.
 #: Sample size the effects are sized for.
 POWER_N = 2000
 _Z_ALPHA = 5.4513  # two-sided normal quantile for alpha = 5e-8
-_QUANT_Q2 = 0.03  # variance explained per quantitative variant
+_QUANT_Q2 = 0.05  # variance explained per quantitative variant
 _DISEASE_NCP = (60.0, 30.0)  # target non-centrality of a disease's first and later variants
 _MAX_QUANT_EFFECT = 1.0
 _MAX_LOG_OR = math.log(4.0)
