@@ -78,16 +78,12 @@ def _run_program(participants: int, genomes: int) -> dict:
     }
 
 
-def _run_genomes(genomes: int, variants: int) -> dict:
+def _run_genomes(genomes: int, region_mb: float) -> dict:
+    """Run bench/synth_genomes.py in its own process and return its results."""
     script = Path(__file__).parent / "synth_genomes.py"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "genomes.json"
-        subprocess.run(
-            [sys.executable, str(script), "--genomes", str(genomes), "--variants", str(variants),
-             "--json-out", str(out)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        return json.loads(out.read_text())
+    args = ["--genomes", str(genomes), "--region-mb", str(region_mb)]
+    subprocess.run([sys.executable, str(script), *args], check=True)
+    return json.loads((RESULTS / "synth_genomes.json").read_text())
 
 
 def main() -> None:
@@ -95,7 +91,7 @@ def main() -> None:
     parser.add_argument("--participants", type=int, action="append")
     parser.add_argument("--genomes-in-program", type=int, default=1000)
     parser.add_argument("--genomes", type=int, default=10_000)
-    parser.add_argument("--variants", type=int, default=100_000)
+    parser.add_argument("--region-mb", type=float, default=0.35, help="about 100,000 variants")
     parser.add_argument("--skip-genomes", action="store_true")
     args = parser.parse_args()
     sizes = args.participants or [100_000]
@@ -104,7 +100,7 @@ def main() -> None:
     for n in sizes:
         results["runs"].append(_run_program(n, min(args.genomes_in_program, n)))
     if not args.skip_genomes:
-        results["genomes"] = _run_genomes(args.genomes, args.variants)
+        results["genomes"] = _run_genomes(args.genomes, args.region_mb)
 
     table = Table(title="synthetic program")
     for col in (

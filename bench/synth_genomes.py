@@ -23,6 +23,7 @@ from rich.table import Table
 from opencohort.synth.genomes import simulate_genomes
 from opencohort.synth.models import SynthConfig
 from opencohort.synth.participants import participant_batch
+from opencohort.synth.program import genome_eligible
 
 RESULTS = Path(__file__).parent / "results" / "synth_genomes.json"
 
@@ -38,13 +39,7 @@ def _people(genomes: int, seed: int):
         participants=participants, genomes=genomes, seed=seed, batch_size=participants
     )
     frame = participant_batch(config, 0)
-    eligible = (
-        frame["primary_consent_date"].notna()
-        & frame["gror_consent_date"].notna()
-        & frame["dna_received_date"].notna()
-        & (frame["withdrawal_status"] != "no_use")
-    )
-    people = frame[eligible].head(genomes).reset_index(drop=True)
+    people = frame[genome_eligible(frame)].head(genomes).reset_index(drop=True)
     if len(people) < genomes:
         raise SystemExit(f"only {len(people)} eligible participants; raise the participant count")
     return people
