@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
+from opencohort.errors import NotFound
 from opencohort.vocab.cli import vocab
 
 
@@ -18,6 +19,10 @@ def test_build__writes_tables_and_prints_counts(tmp_path):
     assert f"{rows:,}" in result.output
 
 
-def test_build__out_required():
+def test_build__without_out_or_home_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENCOHORT_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(vocab, ["build"])
-    assert result.exit_code == 2
+    assert result.exit_code != 0
+    assert isinstance(result.exception, NotFound)
+    assert not any(tmp_path.iterdir())

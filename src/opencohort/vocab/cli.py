@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from opencohort.config import HOME_ENV, find_home
 from opencohort.vocab.build import build_vocabulary, write_vocabulary
 
 vocab = typer.Typer(
@@ -27,9 +28,18 @@ def _group() -> None:
 
 @vocab.command("build")
 def build(
-    out: Annotated[Path, typer.Option("--out", help="Directory for the Parquet tables.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Directory for the Parquet tables (default: <home>/vocab)."),
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar=HOME_ENV, help="Program home, used when --out is not given."),
+    ] = None,
 ) -> None:
     """Build concept, concept_relationship and concept_ancestor and write them as Parquet."""
+    if out is None:
+        out = find_home(home).root / "vocab"
     start = time.perf_counter()
     tables = build_vocabulary()
     paths = write_vocabulary(tables, out)
