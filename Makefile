@@ -22,6 +22,9 @@ demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/opencohort init $(DEMO)/home --name "opencohort demo"
 	$(BIN)/opencohort synth --home $(DEMO)/home --participants 5000 --genomes 2000 --sites 5 --seed 42
+	$(BIN)/opencohort vocab build --home $(DEMO)/home
+	$(BIN)/opencohort registry load --home $(DEMO)/home $(DEMO)/home/synthetic/registry
+	$(BIN)/opencohort registry summary --home $(DEMO)/home
 
 test: $(STAMP) system
 	$(BIN)/ruff check src tests bench

@@ -65,6 +65,7 @@ def where(home: HomeOption = None, as_json: JsonOutput = False) -> None:
 
 
 def _register_areas() -> None:
+    from opencohort.ingest.cli import ingest
     from opencohort.registry.cli import registry
     from opencohort.synth.cli import synth
     from opencohort.vocab.cli import vocab
@@ -72,6 +73,7 @@ def _register_areas() -> None:
     app.command(name="synth")(synth)
     app.add_typer(vocab, name="vocab")
     app.add_typer(registry, name="registry")
+    app.add_typer(ingest, name="ingest")
 
 
 def main() -> None:
