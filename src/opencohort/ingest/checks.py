@@ -311,25 +311,10 @@ class PlausibleStartBeforeEnd(Check):
         return _rows(frame[self.field] < frame[self.start_field])
 
 
-#: Measurements sites send that ``opencohort.vocab.measurements()`` does not list yet
-#: (body temperature, LOINC 8310-5); remove an entry once the curated list has it.
-_EXTRA_MEASUREMENTS = pd.DataFrame(
-    {
-        "concept_id": [local_concept_id("LOINC", "8310-5")],
-        "loinc": ["8310-5"],
-        "unit_ucum": ["Cel"],
-        "unit_concept_id": [local_concept_id("UCUM", "Cel")],
-        "plausible_low": [25.0],
-        "plausible_high": [45.0],
-    }
-)
-
-
 @cache
 def _measurement_ranges() -> tuple[pd.DataFrame, dict[int, str]]:
     """Plausible ranges by concept id and LOINC code, and UCUM codes by local unit id."""
-    meas = pd.concat([measurements(), _EXTRA_MEASUREMENTS], ignore_index=True)
-    meas = meas.drop_duplicates("loinc", ignore_index=True)
+    meas = measurements()
     ranges = meas[["concept_id", "loinc", "unit_ucum", "plausible_low", "plausible_high"]].copy()
     ranges["unit_ucum"] = ranges["unit_ucum"].str.lower()
     units = {*meas["unit_ucum"], *TO_METRIC}

@@ -22,20 +22,6 @@ from opencohort.vocab import local_concept_id, measurements
 PM_FILE = "registry/physical_measurements.csv"
 _STREAM_PM = 7103
 _STREAM_PROFILE = 7110  # 7110..7121: one hash stream per baseline
-#: Body temperature is not in the curated list yet; sites report it, so we add it here with
-#: local concept ids computed the way ``opencohort.vocab`` computes them.
-_TEMPERATURE = {
-    "key": "temperature",
-    "loinc": "8310-5",
-    "concept_id": local_concept_id("LOINC", "8310-5"),
-    "name": "Body temperature",
-    "unit_ucum": "Cel",
-    "unit_concept_id": local_concept_id("UCUM", "Cel"),
-    "low": 35.5,
-    "high": 39.5,
-    "plausible_low": 25.0,
-    "plausible_high": 45.0,
-}
 #: Imperial units some sites report in: key -> (factor, offset, UCUM unit, unit concept id).
 IMPERIAL = {
     key: (factor, offset, unit, local_concept_id("UCUM", unit))
@@ -68,9 +54,8 @@ _DECIMALS = {"creatinine": 2, "hba1c": 1, "temperature": 1, "bmi": 1, "weight": 
 
 @cache
 def measurement_concepts() -> pd.DataFrame:
-    """The curated measurements plus body temperature, indexed by key."""
-    table = pd.concat([measurements(), pd.DataFrame([_TEMPERATURE])], ignore_index=True)
-    return table.set_index("key")
+    """The curated measurements, indexed by key."""
+    return measurements().set_index("key")
 
 
 def _hash_normal(config: SynthConfig, stream: int, keys: np.ndarray) -> np.ndarray:
