@@ -65,6 +65,7 @@ def where(home: HomeOption = None, as_json: JsonOutput = False) -> None:
 
 
 def _register_areas() -> None:
+    from opencohort.genomics.cli import genomics
     from opencohort.ingest.cli import ingest
     from opencohort.registry.cli import registry
     from opencohort.synth.cli import synth
@@ -74,6 +75,7 @@ def _register_areas() -> None:
     app.add_typer(vocab, name="vocab")
     app.add_typer(registry, name="registry")
     app.add_typer(ingest, name="ingest")
+    app.add_typer(genomics, name="genomics")
 
 
 def main() -> None:

@@ -1,0 +1,87 @@
+"""``opencohort genomics``: ingest genome-centre deliveries and run QC."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from opencohort.config import HOME_ENV, find_home
+
+genomics = typer.Typer(
+    name="genomics",
+    help="Genome-centre deliveries to a QC'd cohort genotype store.",
+    no_args_is_help=True,
+)
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar=HOME_ENV, help="Program home (default: nearest above cwd)."),
+]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+out = Console()
+
+
+@contextmanager
+def _bars(hidden: bool) -> Iterator:
+    with Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=hidden or not sys.stderr.isatty(),
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def step(stage: str, done: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=1.0)
+            bar.update(tasks[stage], completed=done)
+
+        yield step
+
+
+@genomics.command()
+def ingest(
+    directory: Annotated[Path, typer.Argument(help="A delivery, or a folder of deliveries.")],
+    home: HomeOption = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Validate deliveries, keep them in raw/, and merge them into the genotype store."""
+    from opencohort.genomics.delivery import ingest as run_ingest
+
+    found = find_home(home)
+    with _bars(no_progress) as step:
+        results = run_ingest(directory, found, progress=step)
+    for r in results:
+        out.print(
+            f"{r.delivery}: {r.samples} samples, {r.variants} variants in store, "
+            f"{r.records} records ({r.multiallelic_records} multi-allelic), "
+            f"{r.filtered_genotypes} genotypes filtered, {len(r.problems)} problems, "
+            f"{r.genotypes_per_second:,.0f} genotypes/s"
+        )
+        for p in r.problems[:20]:
+            where = f"{p.file}, line {p.line}" if p.line is not None else p.file
+            out.print(f"  {where}, field {p.field}: {p.message}", highlight=False)
+
+
+@genomics.command()
+def qc(home: HomeOption = None, no_progress: NoProgress = False) -> None:
+    """Run sample and variant QC on the store and write the QC report."""
+    from opencohort.genomics.service import run_qc
+
+    found = find_home(home)
+    with _bars(no_progress) as step:
+        result = run_qc(found, progress=step)
+    s, v = result.samples, result.variants
+    out.print(
+        f"samples: {int(s['sample_qc_pass'].sum())} of {len(s)} pass; "
+        f"variants: {int(v['variant_qc_pass'].sum())} of {len(v)} pass"
+    )
+    out.print(f"report: {result.report}")
