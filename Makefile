@@ -25,6 +25,10 @@ demo: $(STAMP)
 	$(BIN)/opencohort vocab build --home $(DEMO)/home
 	$(BIN)/opencohort registry load --home $(DEMO)/home $(DEMO)/home/synthetic/registry
 	$(BIN)/opencohort registry summary --home $(DEMO)/home
+	$(BIN)/opencohort ingest ehr --home $(DEMO)/home $(DEMO)/home/synthetic/ehr
+	$(BIN)/opencohort genomics ingest --home $(DEMO)/home $(DEMO)/home/synthetic/genomes
+	$(BIN)/opencohort genomics qc --home $(DEMO)/home
+	@echo "demo done: program home in $(DEMO)/home (reports in $(DEMO)/home/reports and $(DEMO)/home/genomics/reports)"
 
 test: $(STAMP) system
 	$(BIN)/ruff check src tests bench
