@@ -70,9 +70,11 @@ def _register_areas() -> None:
     from opencohort.registry.cli import registry
     from opencohort.synth.cli import synth
     from opencohort.vocab.cli import vocab
+    from opencohort.web.cli import serve
 
     app.command(name="synth")(synth)
     app.add_typer(vocab, name="vocab")
+    registry.command("serve")(serve)
     app.add_typer(registry, name="registry")
     app.add_typer(ingest, name="ingest")
     app.add_typer(genomics, name="genomics")

@@ -12,11 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from opencohort.config import HOME_ENV, find_home
+from opencohort.registry.audit import verify_audit_chain
+from opencohort.registry.auth import DEV_SECRET, Role, create_token, revoke_token
 from opencohort.registry.service import load_feed, open_registry, summary
 
 registry = typer.Typer(
-    help="The participant registry: load feeds, summarise.", no_args_is_help=True
+    help="The participant registry: load feeds, summarise, audit, API tokens.",
+    no_args_is_help=True,
 )
+tokens = typer.Typer(help="API tokens of the registry (stored hashed).", no_args_is_help=True)
+registry.add_typer(tokens, name="token")
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar=HOME_ENV, help="Program home (default: nearest above cwd)."),
@@ -84,3 +89,61 @@ def summary_command(
         console.print(_table(key, counts[key]))
     for kind, statuses in counts["consent"].items():
         console.print(_table(f"consent: {kind}", statuses))
+
+
+@registry.command("audit-verify")
+def audit_verify(home: HomeOption = None, as_json: JsonOutput = False) -> None:
+    """Check the audit log's hash chain; exit 1 naming the first broken row."""
+    opened = _open(home)
+    try:
+        report = verify_audit_chain(opened)
+    finally:
+        opened.close()
+    console = Console()
+    if as_json:
+        console.print_json(json.dumps({**report.__dict__, "ok": report.ok}))
+    else:
+        console.print(f"{'ok' if report.ok else 'BROKEN'}: {report.problem}; "
+                      f"last row hash {report.last_sha256}", highlight=False)  # fmt: skip
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+SecretOption = Annotated[
+    str,
+    typer.Option("--secret-key", envvar="OPENCOHORT_SECRET_KEY", show_default=False,
+                 help="Secret the server keys token hashes with (as the server's setting)."),
+]  # fmt: skip
+
+
+@tokens.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option("--role", help="Role the token acts in.")],
+    name: Annotated[str, typer.Option("--name", help="Unique name (shown in the audit log).")],
+    home: HomeOption = None,
+    secret_key: SecretOption = DEV_SECRET,
+) -> None:
+    """Create an API token and print it once; only its hash is stored."""
+    opened = _open(home)
+    try:
+        token = create_token(opened, name=name, role=role, secret=secret_key, actor="cli")
+    finally:
+        opened.close()
+    Console(stderr=True).print(
+        f"token '{name}' ({role.value}); store it now, it is not shown again"
+    )
+    typer.echo(token)
+
+
+@tokens.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Option("--name", help="Name of the token.")],
+    home: HomeOption = None,
+) -> None:
+    """Revoke an API token at once."""
+    opened = _open(home)
+    try:
+        revoke_token(opened, name=name, actor="cli")
+    finally:
+        opened.close()
+    Console().print(f"token '{name}' revoked")

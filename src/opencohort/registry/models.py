@@ -6,18 +6,20 @@ an update. Natural-key unique constraints make re-loading a feed a no-op.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
+    DateTime,
     Float,
     ForeignKey,
     Integer,
     MetaData,
     SmallInteger,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -104,6 +106,8 @@ class Participant(Base):
     limited_access_to_care: Mapped[bool] = mapped_column(Boolean, default=False)
     zip: Mapped[str | None] = mapped_column(String(5))
     state: Mapped[str | None] = mapped_column(String(2))
+    #: Bumped by every change to the participant or its facts (the API's ETag).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class ParticipantIdentity(Base):
@@ -253,3 +257,55 @@ class GenomicEvent(Base):
     state: Mapped[str] = mapped_column(CODE)
     event_date: Mapped[date] = mapped_column(Date)
     detail: Mapped[str] = mapped_column(String(200), default="")
+
+
+# --- service tables: who changed what, API tokens, idempotent requests ---------------------
+
+
+class AuditEntry(Base):
+    """One change made through the service layer; rows are append-only and hash-chained.
+
+    ``row_sha256`` is the sha256 of the row's canonical content including ``prev_sha256``, the
+    previous row's hash (64 zeros for the first row), so an edited, deleted or reordered row
+    breaks the chain (see ``audit.verify_audit_chain``).
+    """
+
+    __tablename__ = "audit_entry"
+    audit_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(CODE)
+    entity: Mapped[str] = mapped_column(CODE)
+    entity_id: Mapped[str] = mapped_column(String(100), index=True)
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+    prev_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    row_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ApiToken(Base):
+    """An API token: only its keyed hash is stored; the token itself is shown once."""
+
+    __tablename__ = "api_token"
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(CODE)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a creating API call, replayed when the same key is sent again."""
+
+    __tablename__ = "idempotency_record"
+    token_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+#: Tables of the service layer itself, not participant facts (feed loads leave them alone).
+SERVICE_TABLES = frozenset({"audit_entry", "api_token", "idempotency_record"})

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from opencohort.errors import InputError, NotFound, OpencohortError, PermissionDenied
-from opencohort.registry import _db, _facts, _feed
+from opencohort.registry import _db, _facts, _feed, audit
 from opencohort.registry import models as m
 from opencohort.registry.status import (
     Applicant,
     ConsentStatus,
     ConsentType,
     Decision,
+    EnrolmentStatus,
+    GenomicState,
+    TransitionError,
     WithdrawalStatus,
     enrolment_eligibility,
+    genomic_state,
+    genomic_transition,
     withdrawal_state,
     withdrawal_transition,
 )
@@ -30,6 +38,20 @@ FeedError = _feed.FeedError
 ParticipantStatus = _facts.ParticipantStatus
 RESEARCH_ID_RANGE = (10_000_000, 100_000_000)
 BIOBANK_ID_RANGE = (100_000_000, 1_000_000_000)
+#: Actor recorded in the audit log when the caller names none (the command line, scripts).
+SYSTEM_ACTOR = "system"
+#: Fields of a withdrawn participant that reads may still return (the reference program's
+#: WITHDRAWN_PARTICIPANT_FIELDS: ids, birth date, consents and statuses).
+WITHDRAWN_FIELDS = frozenset({"participant_id", "research_id", "biobank_id", "birth_date",
+                              "sign_up_date", "version", "enrolment_status", "withdrawal_status",
+                              "withdrawal_reason", "limited"})  # fmt: skip
+#: The Basics answers and site pairing an update may change; ids and dates never change.
+UPDATABLE_FIELDS = ("site_id", "sex_at_birth", "gender_identity", "sexual_orientation",
+                    "race_ethnicity", "education", "income", "employment", "disability",
+                    "limited_access_to_care", "zip", "state")  # fmt: skip
+SUSPENSION_STATUSES = ("no_contact", "not_suspended")
+MEASUREMENTS = ("height_cm", "weight_kg", "waist_cm", "hip_cm", "systolic_bp", "diastolic_bp",
+                "heart_rate")  # fmt: skip
 
 
 class EnrolmentRefused(OpencohortError):
@@ -38,6 +60,26 @@ class EnrolmentRefused(OpencohortError):
     def __init__(self, reasons: tuple[str, ...]) -> None:
         self.reasons = reasons
         super().__init__("enrolment refused: " + "; ".join(reasons))
+
+
+class ParticipantWithdrawn(PermissionDenied):
+    """The participant has withdrawn: the registry refuses writes about them; reads are limited."""
+
+
+class AlreadyExists(InputError):
+    """An object with this id is already stored; use another id or read the stored one."""
+
+
+class StaleVersion(OpencohortError):
+    """The participant changed since it was read; read it again (new ETag) and retry."""
+
+
+class IdempotencyConflict(OpencohortError):
+    """An idempotency key was reused for a different request; use a new key for a new request."""
+
+
+class RequestInProgress(OpencohortError):
+    """A request with this idempotency key is still being handled; retry it later."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +133,11 @@ def _draw_ids(connection: Connection, n: int, rng: np.random.Generator) -> pd.Da
 
 
 def load_feed(
-    target: Registry | Session, feed_dir: Path, *, seed: int | None = None
+    target: Registry | Session,
+    feed_dir: Path,
+    *,
+    seed: int | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> dict[str, int]:
     """Load a participant feed (``registry/*.csv``) in bulk, in one transaction.
 
@@ -104,11 +150,14 @@ def load_feed(
         physical_measurements, biospecimens, withdrawals, suspensions and deaths (.csv).
     seed
         Seed for new participants' research ids, biobank ids and date shifts (None: random).
+    actor
+        Who loads the feed, for the audit log (one entry per load that stores anything,
+        naming the feed files' sha256 and the new rows per table).
 
     Returns
     -------
     dict[str, int]
-        New rows stored per table; all zero when the feed was loaded before.
+        New rows stored per fact table; all zero when the feed was loaded before.
 
     Raises
     ------
@@ -120,7 +169,7 @@ def load_feed(
     """
     engine = target.get_bind() if isinstance(target, Session) else target.engine
     frames, problems = _feed.read_feed(Path(feed_dir))
-    tables = list(m.Base.metadata.sorted_tables)
+    tables = [t for t in m.Base.metadata.sorted_tables if t.name not in m.SERVICE_TABLES]
     with engine.begin() as connection:
 
         def known(column: str) -> set[str]:
@@ -149,10 +198,33 @@ def load_feed(
             ],
             axis=1,
         )
+        new["version"] = 1
         for table, records in _feed.feed_tables(frames, new):
             _feed.insert(connection, table, records, skip_existing=table.name != "participant")
         after = {t.name: _feed.count(connection, t) for t in tables}
-    return {name: after[name] - before[name] for name in before}
+        added = {name: after[name] - before[name] for name in before}
+        if any(added.values()):
+            files = _file_digests(Path(feed_dir))
+            audit.record(
+                connection,
+                actor=actor,
+                action="load_feed",
+                entity="feed",
+                entity_id=Path(feed_dir).name,
+                after={"new_rows": added, "files": files},
+            )
+    return added
+
+
+def _file_digests(feed_dir: Path) -> dict[str, str]:
+    digests = {}
+    for path in sorted(feed_dir.glob("*.csv")):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digests[path.name] = digest.hexdigest()
+    return digests
 
 
 def enrol(
@@ -165,6 +237,7 @@ def enrol(
     origin: str = "site",
     answers: Mapping[str, object] | None = None,
     seed: int | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> str:
     """Register a new participant after checking enrolment eligibility on `sign_up_date`.
 
@@ -172,8 +245,10 @@ def enrol(
     ------
     EnrolmentRefused
         If the applicant is not eligible; the message lists every reason.
+    AlreadyExists
+        If `participant_id` is taken.
     InputError
-        If `participant_id` is taken or malformed.
+        If `participant_id` is malformed, `site_id` unknown or an answer is not a Basics field.
     """
     verdict = enrolment_eligibility(applicant, as_of=sign_up_date)
     if not verdict.eligible:
@@ -186,24 +261,41 @@ def enrol(
                 m.Participant.participant_id == participant_id
             )
         ).first():
-            raise InputError(f"{participant_id} is already registered", field="participant_id")
+            raise AlreadyExists(f"{participant_id} is already registered", field="participant_id")
+        site = select(m.Site.site_id).where(m.Site.site_id == site_id)
+        if site_id is not None and not connection.execute(site).first():
+            raise InputError(f"no site '{site_id}' in the registry", field="site_id")
+        unknown = sorted(set(answers or {}) - set(UPDATABLE_FIELDS) - {"site_id"})
+        if unknown:
+            raise InputError(f"not Basics answers: {', '.join(unknown)}", field="answers")
         ids = _draw_ids(connection, 1, np.random.default_rng(seed)).iloc[0]
-        connection.execute(
-            m.Participant.__table__.insert(),
-            {
-                "participant_id": participant_id,
-                "research_id": int(ids["research_id"]),
-                "biobank_id": ids["biobank_id"],
-                "date_shift_days": int(ids["date_shift_days"]),
-                "site_id": site_id,
-                "origin": origin,
-                "sign_up_date": sign_up_date,
-                "birth_date": applicant.birth_date,
-                "guardian_linked": applicant.guardian_linked,
-                **dict(answers or {}),
-            },
+        row = {
+            "participant_id": participant_id,
+            "research_id": int(ids["research_id"]),
+            "biobank_id": ids["biobank_id"],
+            "date_shift_days": int(ids["date_shift_days"]),
+            "site_id": site_id,
+            "origin": origin,
+            "sign_up_date": sign_up_date,
+            "birth_date": applicant.birth_date,
+            "guardian_linked": applicant.guardian_linked,
+            **dict(answers or {}),
+        }
+        connection.execute(m.Participant.__table__.insert(), row)
+        stored = (
+            connection.execute(
+                select(m.Participant).where(m.Participant.participant_id == participant_id)
+            )
+            .mappings()
+            .one()
         )
+        audit.record(connection, actor=actor, action="enrol", entity="participant",
+                     entity_id=participant_id, after=stored)  # fmt: skip
     return participant_id
+
+
+def _row(obj: m.Base) -> dict:
+    return {column.key: getattr(obj, column.key) for column in obj.__table__.columns}
 
 
 def _withdrawal(session: Session, participant_id: str) -> Decision[WithdrawalStatus]:
@@ -211,6 +303,53 @@ def _withdrawal(session: Session, participant_id: str) -> Decision[WithdrawalSta
         raise NotFound(f"no participant {participant_id} in the registry")
     facts = _facts.load_facts(session.connection(), [participant_id])[0]
     return withdrawal_state(facts.withdrawals, as_of=date.max)
+
+
+@contextmanager
+def _change(
+    registry: Registry,
+    participant_id: str,
+    *,
+    expected_version: int | None = None,
+    refuse_withdrawn: bool = True,
+) -> Iterator[Session]:
+    """Open a transaction that changes one participant: bump its version, check it may change.
+
+    The version bump locks the participant's row, so concurrent changes to one participant
+    run one after the other and none is lost; with `expected_version` it is a compare-and-set.
+    """
+    with registry.session() as session, session.begin():
+        p = m.Participant
+        where = p.participant_id == participant_id
+        if expected_version is not None:
+            where = where & (p.version == expected_version)
+        bump = update(p).where(where).values(version=p.version + 1)
+        bumped = session.execute(bump.execution_options(synchronize_session=False))
+        if bumped.rowcount == 0:
+            stored = session.get(p, participant_id)
+            if stored is None:
+                raise NotFound(f"no participant {participant_id} in the registry")
+            raise StaleVersion(f"{participant_id} is at version {stored.version}, not "
+                               f"{expected_version}; read it again and retry")  # fmt: skip
+        if refuse_withdrawn:
+            current = _withdrawal(session, participant_id)
+            if current.value != WithdrawalStatus.NOT_WITHDRAWN:
+                raise ParticipantWithdrawn(
+                    f"{participant_id} has withdrawn ({current.reason}); "
+                    "the registry no longer records changes about them"
+                )
+        yield session
+        session.flush()
+
+
+def _add(session: Session, obj: m.Base, *, actor: str, action: str, participant_id: str) -> dict:
+    """Store `obj`, audit it under the participant's id and return it as a dict."""
+    session.add(obj)
+    session.flush()
+    row = _row(obj)
+    audit.record(session.connection(), actor=actor, action=action, entity=obj.__tablename__,
+                 entity_id=participant_id, after=row)  # fmt: skip
+    return row
 
 
 def record_consent(
@@ -223,32 +362,29 @@ def record_consent(
     authored: date,
     document_sha256: str,
     signer: str = "participant",
-) -> None:
-    """Append a signed consent form to a participant's history.
+    actor: str = SYSTEM_ACTOR,
+) -> dict:
+    """Append a signed consent form to a participant's history and return it.
 
     Raises
     ------
     NotFound
         If the participant is not registered.
-    PermissionDenied
+    ParticipantWithdrawn
         If the participant has withdrawn: writes are refused.
     """
-    with registry.session() as session, session.begin():
-        current = _withdrawal(session, participant_id)
-        if current.value != WithdrawalStatus.NOT_WITHDRAWN:
-            raise PermissionDenied(f"{participant_id} has withdrawn ({current.reason}); "
-                                   "consents can no longer be recorded")  # fmt: skip
-        session.add(
-            m.Consent(
-                participant_id=participant_id,
-                consent_type=ConsentType(consent_type).value,
-                version=version,
-                status=ConsentStatus(status).value,
-                signer=signer,
-                authored_date=authored,
-                document_sha256=document_sha256,
-            )
+    with _change(registry, participant_id) as session:
+        consent = m.Consent(
+            participant_id=participant_id,
+            consent_type=ConsentType(consent_type).value,
+            version=version,
+            status=ConsentStatus(status).value,
+            signer=signer,
+            authored_date=authored,
+            document_sha256=document_sha256,
         )
+        return _add(session, consent, actor=actor, action="record_consent",
+                    participant_id=participant_id)  # fmt: skip
 
 
 def withdraw(
@@ -258,6 +394,8 @@ def withdraw(
     status: WithdrawalStatus,
     authored: date,
     reason: str = "",
+    expected_version: int | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> Decision[WithdrawalStatus]:
     """Record a withdrawal request (or a reinstatement) and return the new withdrawal state.
 
@@ -265,24 +403,231 @@ def withdraw(
     ------
     NotFound
         If the participant is not registered.
+    StaleVersion
+        If `expected_version` is given and the participant has changed since.
     TransitionError
         If the participant is already no_use and `status` is anything else.
     """
-    with registry.session() as session, session.begin():
+    with _change(
+        registry, participant_id, expected_version=expected_version, refuse_withdrawn=False
+    ) as session:
         current = _withdrawal(session, participant_id)
         withdrawal_transition(current.value, WithdrawalStatus(status))
-        session.add(
-            m.WithdrawalEvent(
-                participant_id=participant_id,
-                status=WithdrawalStatus(status).value,
-                authored_date=authored,
-                reason=reason,
-                aian_ceremony="",
-            )
+        event = m.WithdrawalEvent(
+            participant_id=participant_id,
+            status=WithdrawalStatus(status).value,
+            authored_date=authored,
+            reason=reason,
+            aian_ceremony="",
         )
-        session.flush()
+        _add(session, event, actor=actor, action="withdraw", participant_id=participant_id)
         facts = _facts.load_facts(session.connection(), [participant_id])[0]
     return withdrawal_state(facts.withdrawals, as_of=date.max)
+
+
+def suspend(
+    registry: Registry,
+    participant_id: str,
+    *,
+    status: str,
+    day: date,
+    expected_version: int | None = None,
+    actor: str = SYSTEM_ACTOR,
+) -> dict:
+    """Suspend contact with a participant (``no_contact``) or lift it (``not_suspended``).
+
+    Raises
+    ------
+    InputError
+        If `status` is not one of ``SUSPENSION_STATUSES``.
+    NotFound, StaleVersion, ParticipantWithdrawn
+        As for every participant change.
+    """
+    if status not in SUSPENSION_STATUSES:
+        raise InputError(f"'{status}' is not one of {', '.join(SUSPENSION_STATUSES)}",
+                         field="status", value=status)  # fmt: skip
+    with _change(registry, participant_id, expected_version=expected_version) as session:
+        event = m.SuspensionEvent(participant_id=participant_id, status=status, event_date=day)
+        return _add(session, event, actor=actor, action="suspend", participant_id=participant_id)
+
+
+def update_participant(
+    registry: Registry,
+    participant_id: str,
+    changes: Mapping[str, object],
+    *,
+    expected_version: int | None = None,
+    actor: str = SYSTEM_ACTOR,
+) -> None:
+    """Change a participant's site pairing or The Basics answers (``UPDATABLE_FIELDS``).
+
+    Raises
+    ------
+    InputError
+        If a field may not be changed or the site is unknown.
+    NotFound, StaleVersion, ParticipantWithdrawn
+        As for every participant change.
+    """
+    unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
+    if unknown:
+        raise InputError(f"cannot change {', '.join(unknown)}; changeable: "
+                         f"{', '.join(UPDATABLE_FIELDS)}", field=unknown[0])  # fmt: skip
+    with _change(registry, participant_id, expected_version=expected_version) as session:
+        site = changes.get("site_id")
+        if site is not None and session.get(m.Site, site) is None:
+            raise InputError(f"no site '{site}' in the registry", field="site_id", value=site)
+        person = session.get(m.Participant, participant_id)
+        before = {name: getattr(person, name) for name in changes}
+        for name, value in changes.items():
+            setattr(person, name, value)
+        session.flush()
+        audit.record(session.connection(), actor=actor, action="update_participant",
+                     entity="participant", entity_id=participant_id, before=before,
+                     after=dict(changes))  # fmt: skip
+
+
+def record_survey(
+    registry: Registry, participant_id: str, *, module: str, authored: date,
+    actor: str = SYSTEM_ACTOR,
+) -> dict:  # fmt: skip
+    """Record that a participant completed a survey module; return the stored row."""
+    with _change(registry, participant_id) as session:
+        survey = m.SurveyCompletion(
+            participant_id=participant_id, module=module, authored_date=authored
+        )
+        return _add(session, survey, actor=actor, action="record_survey",
+                    participant_id=participant_id)  # fmt: skip
+
+
+def record_physical_measurement(
+    registry: Registry,
+    participant_id: str,
+    *,
+    measured: date,
+    values: Mapping[str, float | None],
+    actor: str = SYSTEM_ACTOR,
+) -> dict:
+    """Record one visit's physical measurements (names in ``MEASUREMENTS``); return the row."""
+    unknown = sorted(set(values) - set(MEASUREMENTS))
+    if unknown:
+        raise InputError(f"unknown measurements {', '.join(unknown)}", field=unknown[0])
+    with _change(registry, participant_id) as session:
+        row = m.PhysicalMeasurement(
+            participant_id=participant_id, measured_date=measured, **dict(values)
+        )
+        return _add(session, row, actor=actor, action="record_physical_measurement",
+                    participant_id=participant_id)  # fmt: skip
+
+
+def create_biospecimen_order(
+    registry: Registry,
+    participant_id: str,
+    *,
+    order: Mapping[str, object],
+    samples: list[Mapping[str, object]],
+    actor: str = SYSTEM_ACTOR,
+) -> dict:
+    """Store a biospecimen order and its samples; return the order with its samples.
+
+    `order` holds order_id, collection_method and the created (and any later) step dates;
+    each sample holds sample_id, test_code and optionally received_date.
+
+    Raises
+    ------
+    AlreadyExists
+        If the order id or a sample id is already stored.
+    """
+    with _change(registry, participant_id) as session:
+        taken = session.get(m.BiospecimenOrder, order["order_id"]) is not None or any(
+            session.get(m.Sample, s["sample_id"]) is not None for s in samples
+        )
+        if taken:
+            raise AlreadyExists(f"order {order['order_id']} or one of its samples is already "
+                                "stored", field="order_id")  # fmt: skip
+        stored = _add(session, m.BiospecimenOrder(participant_id=participant_id, **order),
+                      actor=actor, action="create_biospecimen_order",
+                      participant_id=participant_id)  # fmt: skip
+        stored["samples"] = [
+            _add(session, m.Sample(participant_id=participant_id, order_id=order["order_id"], **s),
+                 actor=actor, action="create_sample", participant_id=participant_id)
+            for s in samples
+        ]  # fmt: skip
+    return stored
+
+
+def _sample_owner(registry: Registry, sample_id: str) -> str:
+    with registry.session() as session:
+        sample = session.get(m.Sample, sample_id)
+    if sample is None:
+        raise NotFound(f"no sample {sample_id} in the registry")
+    return sample.participant_id
+
+
+def _genomic_history(session: Session, sample_id: str) -> list[tuple[GenomicState, date]]:
+    g = m.GenomicEvent
+    rows = session.execute(
+        select(g.state, g.event_date).where(g.sample_id == sample_id).order_by(g.genomic_event_id)
+    )
+    return [(GenomicState(state), day) for state, day in rows]
+
+
+def advance_genomic(
+    registry: Registry,
+    sample_id: str,
+    *,
+    state: GenomicState,
+    day: date,
+    detail: str = "",
+    actor: str = SYSTEM_ACTOR,
+) -> dict:
+    """Move a sample one step along the genomic workflow and return its new state.
+
+    Raises
+    ------
+    NotFound
+        If the sample is not stored.
+    TransitionError
+        If the workflow forbids the step, `day` precedes the last step, or (for ``eligible``)
+        the participant is not eligible for sequencing on `day` (the reasons are named).
+    ParticipantWithdrawn
+        If the sample's participant has withdrawn.
+    """
+    participant_id = _sample_owner(registry, sample_id)
+    new = GenomicState(state)
+    with _change(registry, participant_id) as session:
+        history = _genomic_history(session, sample_id)
+        current = genomic_state(history, as_of=date.max)
+        genomic_transition(current.value, new)
+        if current.since is not None and day < current.since:
+            raise TransitionError(f"sample {sample_id}: {new.value} on {day} would precede "
+                                  f"its last step ({current.reason})")  # fmt: skip
+        if new == GenomicState.ELIGIBLE:
+            facts = _facts.load_facts(session.connection(), [participant_id])[0]
+            verdict = _facts.derive(facts, as_of=day).genomic
+            if not verdict.eligible:
+                raise TransitionError(f"sample {sample_id} cannot become eligible on {day}: "
+                                      f"{verdict.reason}")  # fmt: skip
+        event = m.GenomicEvent(sample_id=sample_id, state=new.value, event_date=day, detail=detail)
+        _add(session, event, actor=actor, action="advance_genomic", participant_id=participant_id)
+    previous = current.value.value if current.value else None
+    return {"sample_id": sample_id, "participant_id": participant_id, "state": new.value,
+            "since": day, "previous": previous}  # fmt: skip
+
+
+def genomic_sample_state(registry: Registry, sample_id: str, *, as_of: date) -> dict:
+    """Return a sample's genomic workflow state on `as_of` and its dated steps."""
+    participant_id = _sample_owner(registry, sample_id)
+    with registry.session() as session:
+        history = _genomic_history(session, sample_id)
+    decided = genomic_state(history, as_of=as_of)
+    return {
+        "sample_id": sample_id,
+        "participant_id": participant_id,
+        "state": decided.value.value if decided.value else None,
+        "since": decided.since,
+        "reason": decided.reason,
+        "history": [{"state": s.value, "day": d} for s, d in history],
+    }
 
 
 def participant_status(
@@ -308,3 +653,188 @@ def summary(registry: Registry, *, as_of: date) -> dict:
         facts = _facts.load_facts(connection)
     rows = [(f.row, _facts.derive(f, as_of=as_of)) for f in facts]
     return {"as_of": as_of.isoformat(), **_facts.summarise(rows)}
+
+
+def _withdrawn(status: ParticipantStatus) -> bool:
+    return status.withdrawal.value != WithdrawalStatus.NOT_WITHDRAWN
+
+
+def _decision(decision: Decision) -> dict:
+    value = decision.value
+    return {"status": getattr(value, "label", getattr(value, "value", value)),
+            "reason": decision.reason, "since": decision.since}  # fmt: skip
+
+
+def _record(facts: _facts.ParticipantFacts, status: ParticipantStatus) -> dict:
+    row = {k: v for k, v in facts.row.items() if k != "date_shift_days"}
+    row |= {
+        "enrolment_status": status.enrolment.value.label,
+        "withdrawal_status": status.withdrawal.value.value,
+        "withdrawal_reason": status.withdrawal.reason,
+        "limited": _withdrawn(status),
+    }
+    if row["limited"]:
+        row = {k: v if k in WITHDRAWN_FIELDS else None for k, v in row.items()}
+    return row
+
+
+def _summary(facts: _facts.ParticipantFacts, status: ParticipantStatus) -> dict:
+    limited = _withdrawn(status)
+    return {
+        "participant_id": facts.row["participant_id"],
+        "site_id": None if limited else facts.row["site_id"],
+        "enrolment": _decision(status.enrolment),
+        "consents": {kind.value: _decision(d) for kind, d in status.consents.items()},
+        "withdrawal": _decision(status.withdrawal),
+        "genomic": None if limited else {"eligible": status.genomic.eligible,
+                                         "reasons": list(status.genomic.reasons)},
+        "ubr": None if limited else sorted(c.value for c in status.ubr.value),
+        "limited": limited,
+    }  # fmt: skip
+
+
+def _one(registry: Registry, participant_id: str, as_of: date):
+    with registry.engine.connect() as connection:
+        facts = _facts.load_facts(connection, [participant_id])
+    if not facts:
+        raise NotFound(f"no participant {participant_id} in the registry")
+    return facts[0], _facts.derive(facts[0], as_of=as_of)
+
+
+def participant_record(registry: Registry, participant_id: str, *, as_of: date) -> dict:
+    """Return a participant's stored fields and statuses (limited to ``WITHDRAWN_FIELDS``
+    when withdrawn; never the date shift).
+
+    Raises
+    ------
+    NotFound
+        If the participant is not registered.
+    """
+    return _record(*_one(registry, participant_id, as_of))
+
+
+def participant_summary(registry: Registry, participant_id: str, *, as_of: date) -> dict:
+    """Return a participant's derived statuses with their reasons (limited when withdrawn).
+
+    Raises
+    ------
+    NotFound
+        If the participant is not registered.
+    """
+    return _summary(*_one(registry, participant_id, as_of))
+
+
+def search_participants(
+    registry: Registry,
+    *,
+    as_of: date,
+    site_id: str | None = None,
+    enrolment_status: EnrolmentStatus | None = None,
+    withdrawn: bool | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[dict], int]:
+    """Return one page of participant summaries (in id order) matching the filters, and
+    the number of matches in all.
+
+    Notes
+    -----
+    Statuses are derived on the fly, so filtering on them reads the facts of every
+    participant of the site (or of the registry).
+    """
+    p = m.Participant
+    ids = select(p.participant_id).order_by(p.participant_id)
+    if site_id is not None:
+        ids = ids.where(p.site_id == site_id)
+    with registry.engine.connect() as connection:
+        wanted = list(connection.execute(ids).scalars())
+        facts = _facts.load_facts(connection, wanted) if wanted else []
+    matches = []
+    for fact in facts:
+        status = _facts.derive(fact, as_of=as_of)
+        if enrolment_status is not None and status.enrolment.value != enrolment_status:
+            continue
+        if withdrawn is not None and _withdrawn(status) != withdrawn:
+            continue
+        matches.append((fact, status))
+    page = matches[offset : offset + limit]
+    return [_summary(fact, status) for fact, status in page], len(matches)
+
+
+def list_consents(registry: Registry, participant_id: str) -> list[dict]:
+    """Return a participant's whole consent history, oldest first.
+
+    Raises
+    ------
+    NotFound
+        If the participant is not registered.
+    """
+    c = m.Consent
+    with registry.session() as session:
+        if session.get(m.Participant, participant_id) is None:
+            raise NotFound(f"no participant {participant_id} in the registry")
+        rows = session.scalars(
+            select(c).where(c.participant_id == participant_id).order_by(c.consent_id)
+        )
+        return [_row(row) for row in rows]
+
+
+# --- idempotency keys of creating API calls ---------------------------------------------------
+
+
+def claim_idempotency_key(
+    registry: Registry, *, caller: str, key: str, request_sha256: str
+) -> tuple[int, str] | None:
+    """Claim `key` for a new request, or return the stored ``(status, body)`` of its first use.
+
+    Returns None when the caller should run the request (then call
+    ``store_idempotent_response`` or, if it fails, ``release_idempotency_key``).
+
+    Raises
+    ------
+    IdempotencyConflict
+        If `key` was used by this caller for a request with different content.
+    RequestInProgress
+        If the first request with `key` has not finished.
+    """
+    record = m.IdempotencyRecord
+    try:
+        with registry.engine.begin() as connection:
+            connection.execute(record.__table__.insert(), {
+                "token_name": caller, "key": key, "request_sha256": request_sha256,
+                "created_at": datetime.now(UTC).replace(tzinfo=None),
+            })  # fmt: skip
+        return None
+    except IntegrityError:
+        with registry.session() as session:
+            found = session.get(record, (caller, key))
+    if found is not None and found.request_sha256 != request_sha256:
+        raise IdempotencyConflict(f"idempotency key '{key}' was used for a different request; "
+                                  "send a new key with a new request")  # fmt: skip
+    if found is None or found.status_code is None:
+        raise RequestInProgress(f"the request with idempotency key '{key}' is in progress")
+    return found.status_code, found.response
+
+
+def store_idempotent_response(
+    registry: Registry, *, caller: str, key: str, status_code: int, body: str
+) -> None:
+    """Store the response of the request that claimed `key`, for replay to retries."""
+    record = m.IdempotencyRecord
+    with registry.engine.begin() as connection:
+        connection.execute(
+            update(record)
+            .where(record.token_name == caller, record.key == key)
+            .values(status_code=status_code, response=body)
+        )
+
+
+def release_idempotency_key(registry: Registry, *, caller: str, key: str) -> None:
+    """Forget a claimed key whose request failed, so that a retry runs again."""
+    record = m.IdempotencyRecord
+    with registry.engine.begin() as connection:
+        connection.execute(
+            delete(record).where(
+                record.token_name == caller, record.key == key, record.status_code.is_(None)
+            )
+        )

@@ -1,0 +1,364 @@
+"""HTTP routes of the registry (thin: each one checks its permission and calls one service).
+
+``opencohort.web.create_app`` mounts ``router`` under ``/registry/v1``. Creating calls
+(POST) accept an ``Idempotency-Key`` header: a retry with the same key and body replays the
+first response. Changes to a participant (PATCH, withdrawal, suspension) need ``If-Match``
+with the ETag of a GET: a stale one fails with 412, none with 428.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel
+
+from opencohort.errors import OpencohortError
+from opencohort.registry import audit, service
+from opencohort.registry import schemas as s
+from opencohort.registry.auth import Action, Principal, RegistryDep, require
+from opencohort.registry.service import StaleVersion
+from opencohort.registry.status import Applicant, EnrolmentStatus
+
+router = APIRouter()
+
+
+class PreconditionRequired(OpencohortError):
+    """A change to a participant was sent without If-Match; GET it and send its ETag."""
+
+
+CanCreateParticipant = Annotated[Principal, Depends(require(Action.PARTICIPANT_CREATE))]
+CanReadParticipant = Annotated[Principal, Depends(require(Action.PARTICIPANT_READ))]
+CanSearchParticipants = Annotated[Principal, Depends(require(Action.PARTICIPANT_SEARCH))]
+CanUpdateParticipant = Annotated[Principal, Depends(require(Action.PARTICIPANT_UPDATE))]
+CanWriteConsent = Annotated[Principal, Depends(require(Action.CONSENT_WRITE))]
+CanWriteSurvey = Annotated[Principal, Depends(require(Action.SURVEY_WRITE))]
+CanWriteMeasurement = Annotated[Principal, Depends(require(Action.MEASUREMENT_WRITE))]
+CanWriteBiospecimen = Annotated[Principal, Depends(require(Action.BIOSPECIMEN_WRITE))]
+CanWithdraw = Annotated[Principal, Depends(require(Action.WITHDRAWAL_WRITE))]
+CanSuspend = Annotated[Principal, Depends(require(Action.SUSPENSION_WRITE))]
+CanReadSummary = Annotated[Principal, Depends(require(Action.SUMMARY_READ))]
+CanReadCounts = Annotated[Principal, Depends(require(Action.COUNTS_READ))]
+CanReadGenomic = Annotated[Principal, Depends(require(Action.GENOMIC_READ))]
+CanWriteGenomic = Annotated[Principal, Depends(require(Action.GENOMIC_WRITE))]
+CanReadAudit = Annotated[Principal, Depends(require(Action.AUDIT_READ))]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$",
+           description="Retrying with the same key and body replays the first response."),
+]  # fmt: skip
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", max_length=100, description="ETag of a GET.")
+]
+AsOf = Annotated[date | None, Query(description="Day statuses are derived on (default today).")]
+
+
+def _day(as_of: date | None) -> date:
+    return as_of or date.today()
+
+
+def _etag(version: int | None) -> str:
+    return f'"{version}"'
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    """Return the version an If-Match header names (None for ``*``)."""
+    if if_match is None:
+        raise PreconditionRequired("this change needs an If-Match header with the ETag of a GET")
+    tag = if_match.strip()
+    if tag == "*":
+        return None
+    tag = tag.removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise StaleVersion(f"If-Match {if_match} is not an ETag of this API; GET it again")
+    return int(tag)
+
+
+def _create(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    body: BaseModel,
+    make: Callable[[], BaseModel],
+) -> BaseModel | Response:
+    """Run a creating call once per idempotency key; replay its first response to retries."""
+    if key is None:
+        return make()
+    registry = request.app.state.registry
+    content = {"method": request.method, "path": request.url.path,
+               "body": body.model_dump(mode="json")}  # fmt: skip
+    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    who = {"caller": principal.name, "key": key}
+    stored = service.claim_idempotency_key(registry, **who, request_sha256=fingerprint)
+    if stored is not None:
+        status_code, text = stored
+        return Response(text, status_code, {"Idempotent-Replayed": "true"}, "application/json")
+    try:
+        result = make()
+    except BaseException:
+        service.release_idempotency_key(registry, **who)
+        raise
+    service.store_idempotent_response(
+        registry, **who, status_code=201, body=result.model_dump_json()
+    )
+    return result
+
+
+# --- participants ------------------------------------------------------------------------------
+
+
+@router.post("/participants", response_model=s.ParticipantPublic, status_code=201,
+             operation_id="participants-create", tags=["participants"])  # fmt: skip
+def create_participant(
+    body: s.ParticipantCreate,
+    request: Request,
+    registry: RegistryDep,
+    caller: CanCreateParticipant,
+    key: IdempotencyKey = None,
+):
+    """Enrol a participant; an ineligible applicant gets 422 with every reason."""
+
+    def make() -> s.ParticipantPublic:
+        applicant = Applicant(birth_date=body.birth_date, lives_in_us=body.lives_in_us,
+                              incarcerated=body.incarcerated, able_to_consent=body.able_to_consent,
+                              guardian_linked=body.guardian_linked,
+                              guardian_consented=body.guardian_consented)  # fmt: skip
+        pid = service.enrol(registry, applicant, participant_id=body.participant_id,
+                            sign_up_date=body.sign_up_date, site_id=body.site_id,
+                            origin=body.origin, answers=body.answers.model_dump(),
+                            actor=caller.name)  # fmt: skip
+        record = service.participant_record(registry, pid, as_of=date.today())
+        return s.ParticipantPublic.model_validate(record)
+
+    return _create(request, caller, key, body, make)
+
+
+@router.get("/participants", response_model=s.ParticipantSummaryList,
+            operation_id="participants-search", tags=["participants"])  # fmt: skip
+def search_participants(
+    registry: RegistryDep,
+    caller: CanSearchParticipants,
+    site_id: Annotated[str | None, Query(max_length=32)] = None,
+    enrolment_status: s.EnrolmentLabel | None = None,
+    withdrawn: bool | None = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    as_of: AsOf = None,
+):
+    """Search participant summaries by site, enrolment status and withdrawal, one page."""
+    status = EnrolmentStatus[enrolment_status.name] if enrolment_status else None
+    data, count = service.search_participants(registry, as_of=_day(as_of), site_id=site_id,
+                                              enrolment_status=status, withdrawn=withdrawn,
+                                              offset=offset, limit=limit)  # fmt: skip
+    return {"data": data, "count": count}
+
+
+@router.get("/participants/{participant_id}", response_model=s.ParticipantPublic,
+            operation_id="participants-get", tags=["participants"])  # fmt: skip
+def get_participant(
+    participant_id: s.ParticipantId,
+    response: Response,
+    registry: RegistryDep,
+    caller: CanReadParticipant,
+    as_of: AsOf = None,
+):
+    """Read a participant (limited to ids and statuses when withdrawn), with its ETag."""
+    record = service.participant_record(registry, participant_id, as_of=_day(as_of))
+    response.headers["ETag"] = _etag(record["version"])
+    return record
+
+
+@router.patch("/participants/{participant_id}", response_model=s.ParticipantPublic,
+              operation_id="participants-update", tags=["participants"])  # fmt: skip
+def update_participant(
+    participant_id: s.ParticipantId,
+    body: s.ParticipantUpdate,
+    response: Response,
+    registry: RegistryDep,
+    caller: CanUpdateParticipant,
+    if_match: IfMatch = None,
+):
+    """Change the site pairing or The Basics answers (needs If-Match)."""
+    service.update_participant(registry, participant_id, body.model_dump(exclude_unset=True),
+                               expected_version=_expected_version(if_match),
+                               actor=caller.name)  # fmt: skip
+    record = service.participant_record(registry, participant_id, as_of=date.today())
+    response.headers["ETag"] = _etag(record["version"])
+    return record
+
+
+@router.get("/participants/{participant_id}/summary", response_model=s.ParticipantSummaryPublic,
+            operation_id="summaries-get", tags=["summaries"])  # fmt: skip
+def get_summary(
+    participant_id: s.ParticipantId,
+    registry: RegistryDep,
+    caller: CanReadSummary,
+    as_of: AsOf = None,
+):
+    """Every derived status of a participant, with the reasons that decided them."""
+    return service.participant_summary(registry, participant_id, as_of=_day(as_of))
+
+
+@router.get("/summary", response_model=s.CountsPublic, operation_id="summaries-counts",
+            tags=["summaries"])  # fmt: skip
+def get_counts(registry: RegistryDep, caller: CanReadCounts, as_of: AsOf = None):
+    """Participants counted by enrolment status, site, consent, withdrawal and UBR."""
+    return service.summary(registry, as_of=_day(as_of))
+
+
+# --- facts about a participant -----------------------------------------------------------------
+
+
+@router.post("/participants/{participant_id}/consents", response_model=s.ConsentPublic,
+             status_code=201, operation_id="consents-create", tags=["consents"])  # fmt: skip
+def create_consent(
+    participant_id: s.ParticipantId,
+    body: s.ConsentCreate,
+    request: Request,
+    registry: RegistryDep,
+    caller: CanWriteConsent,
+    key: IdempotencyKey = None,
+):
+    """Append a signed consent form to the participant's history."""
+    return _create(request, caller, key, body, lambda: s.ConsentPublic.model_validate(
+        service.record_consent(registry, participant_id, consent_type=body.consent_type,
+                               version=body.version, status=body.status, authored=body.authored,
+                               document_sha256=body.document_sha256, signer=body.signer,
+                               actor=caller.name)))  # fmt: skip
+
+
+@router.get("/participants/{participant_id}/consents", response_model=s.ConsentList,
+            operation_id="consents-list", tags=["consents"])  # fmt: skip
+def list_consents(participant_id: s.ParticipantId, registry: RegistryDep, caller: CanReadSummary):
+    """The participant's whole consent history, oldest first."""
+    data = service.list_consents(registry, participant_id)
+    return {"data": data, "count": len(data)}
+
+
+@router.post("/participants/{participant_id}/surveys", response_model=s.SurveyPublic,
+             status_code=201, operation_id="surveys-create", tags=["surveys"])  # fmt: skip
+def create_survey(
+    participant_id: s.ParticipantId,
+    body: s.SurveyCreate,
+    request: Request,
+    registry: RegistryDep,
+    caller: CanWriteSurvey,
+    key: IdempotencyKey = None,
+):
+    """Record a completed survey module."""
+    return _create(request, caller, key, body, lambda: s.SurveyPublic.model_validate(
+        service.record_survey(registry, participant_id, module=body.module,
+                              authored=body.authored, actor=caller.name)))  # fmt: skip
+
+
+@router.post("/participants/{participant_id}/physical-measurements",
+             response_model=s.PhysicalMeasurementPublic, status_code=201,
+             operation_id="measurements-create", tags=["measurements"])  # fmt: skip
+def create_measurement(
+    participant_id: s.ParticipantId,
+    body: s.PhysicalMeasurementCreate,
+    request: Request,
+    registry: RegistryDep,
+    caller: CanWriteMeasurement,
+    key: IdempotencyKey = None,
+):
+    """Record one visit's physical measurements."""
+    values = body.model_dump(exclude={"measured"})
+    return _create(request, caller, key, body, lambda: s.PhysicalMeasurementPublic.model_validate(
+        service.record_physical_measurement(registry, participant_id, measured=body.measured,
+                                            values=values, actor=caller.name)))  # fmt: skip
+
+
+@router.post("/participants/{participant_id}/biospecimen-orders",
+             response_model=s.BiospecimenOrderPublic, status_code=201,
+             operation_id="biospecimens-create", tags=["biospecimens"])  # fmt: skip
+def create_order(
+    participant_id: s.ParticipantId,
+    body: s.BiospecimenOrderCreate,
+    request: Request,
+    registry: RegistryDep,
+    caller: CanWriteBiospecimen,
+    key: IdempotencyKey = None,
+):
+    """Store a biospecimen order and its samples."""
+    order = body.model_dump(exclude={"samples"})
+    samples = [sample.model_dump() for sample in body.samples]
+    return _create(request, caller, key, body, lambda: s.BiospecimenOrderPublic.model_validate(
+        service.create_biospecimen_order(registry, participant_id, order=order, samples=samples,
+                                         actor=caller.name)))  # fmt: skip
+
+
+@router.post("/participants/{participant_id}/withdrawal", response_model=s.DecisionPublic,
+             operation_id="withdrawals-create", tags=["withdrawals"])  # fmt: skip
+def create_withdrawal(
+    participant_id: s.ParticipantId,
+    body: s.WithdrawalCreate,
+    registry: RegistryDep,
+    caller: CanWithdraw,
+    if_match: IfMatch = None,
+):
+    """Withdraw a participant (no_use is irreversible) or reinstate one (needs If-Match)."""
+    decided = service.withdraw(registry, participant_id, status=body.status,
+                               authored=body.authored, reason=body.reason,
+                               expected_version=_expected_version(if_match),
+                               actor=caller.name)  # fmt: skip
+    return {"status": decided.value.value, "reason": decided.reason, "since": decided.since}
+
+
+@router.post("/participants/{participant_id}/suspension", response_model=s.SuspensionPublic,
+             operation_id="suspensions-create", tags=["suspensions"])  # fmt: skip
+def create_suspension(
+    participant_id: s.ParticipantId,
+    body: s.SuspensionCreate,
+    registry: RegistryDep,
+    caller: CanSuspend,
+    if_match: IfMatch = None,
+):
+    """Suspend contact with a participant or lift the suspension (needs If-Match)."""
+    return service.suspend(registry, participant_id, status=body.status, day=body.day,
+                           expected_version=_expected_version(if_match),
+                           actor=caller.name)  # fmt: skip
+
+
+# --- genomic workflow and audit ------------------------------------------------------------------
+
+
+@router.post("/samples/{sample_id}/genomic-events", response_model=s.GenomicStepPublic,
+             status_code=201, operation_id="genomics-advance", tags=["genomics"])  # fmt: skip
+def advance_genomic(
+    sample_id: s.Code,
+    body: s.GenomicEventCreate,
+    request: Request,
+    registry: RegistryDep,
+    caller: CanWriteGenomic,
+    key: IdempotencyKey = None,
+):
+    """Move a sample one step along the sequencing workflow (illegal steps: 409)."""
+    return _create(request, caller, key, body, lambda: s.GenomicStepPublic.model_validate(
+        service.advance_genomic(registry, sample_id, state=body.state, day=body.day,
+                                detail=body.detail, actor=caller.name)))  # fmt: skip
+
+
+@router.get("/samples/{sample_id}/genomic-state", response_model=s.GenomicStatePublic,
+            operation_id="genomics-get", tags=["genomics"])  # fmt: skip
+def get_genomic_state(
+    sample_id: s.Code,
+    registry: RegistryDep,
+    caller: CanReadGenomic,
+    as_of: AsOf = None,
+):
+    """A sample's place in the sequencing workflow and its dated steps."""
+    return service.genomic_sample_state(registry, sample_id, as_of=_day(as_of))
+
+
+@router.get("/audit/verify", response_model=s.AuditReportPublic, operation_id="audit-verify",
+            tags=["audit"])  # fmt: skip
+def verify_audit(registry: RegistryDep, caller: CanReadAudit):
+    """Check the audit log's hash chain and name the first broken row."""
+    report = audit.verify_audit_chain(registry)
+    return {**report.__dict__, "ok": report.ok}
