@@ -1,0 +1,375 @@
+"""The rule framework: declarative rule classes, pipelines of named stages, sandboxes, rule logs.
+
+A rule declares what it is (id, purpose, tables read and written, the rules it depends on, the
+tiers it may run in, the issue or policy it implements) and holds its logic in one pure method,
+:meth:`Rule.apply`, which takes frames and a :class:`Context` and returns a :class:`Result`: the
+written tables and every removed or changed row. :meth:`Rule.validate` checks the rule's own
+postcondition on its output. :func:`build_pipeline` orders rules from their declared
+dependencies (a cycle or a missing dependency raises :class:`RuleError` before anything runs)
+and :func:`run_stage` runs one stage, keeps every removed or changed row in a sandbox and
+returns the rule log for the release manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from opencohort.errors import RuleError
+
+Frames = dict[str, pd.DataFrame]
+
+
+class Tier(StrEnum):
+    """Where a rule may run: before tiers (both) or in one tier's de-identification."""
+
+    BOTH = "both"
+    REGISTERED = "registered"
+    CONTROLLED = "controlled"
+
+
+TIERS = (Tier.REGISTERED, Tier.CONTROLLED)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Registry facts and settings a rule may read; never changed by a rule.
+
+    ``people`` has one row per registry participant, indexed by the site person number
+    (``person_id`` before de-identification) with columns participant_id, research_id,
+    date_shift_days, birth_date (day number), ehr_consent (bool), no_use (bool), death_date
+    (day number or NA), state and race_ethnicity. ``identity_drops`` lists (src_id, person_id)
+    pairs whose rows identity matching drops; ``site_states`` maps site id to state;
+    ``ehr_sites`` lists (person_id, src_id) pairs of who sent EHR for whom (filled after
+    cleaning); ``cutoff`` is the submission cut-off as a day number; ``tier`` is the tier being
+    built (``both`` before the tiers).
+    """
+
+    cutoff: int
+    people: pd.DataFrame
+    identity_drops: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"src_id": [], "person_id": []})
+    )
+    site_states: Mapping[str, str] = field(default_factory=dict)
+    ehr_sites: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"person_id": [], "src_id": []})
+    )
+    settings: Mapping[str, object] = field(default_factory=dict)
+    tier: Tier = Tier.BOTH
+
+    @cached_property
+    def by_research_id(self) -> pd.DataFrame:
+        """``people`` indexed by research id (for rules running after pid -> rid)."""
+        return self.people.reset_index().set_index("research_id", drop=False)
+
+    def with_(self, **changes: object) -> Context:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+@dataclass
+class Result:
+    """What a rule returns: its written tables, and the rows it removed or changed.
+
+    ``removed`` and ``changed`` hold, per table, the affected rows as they were before the rule.
+    """
+
+    frames: Frames
+    removed: dict[str, pd.DataFrame] = field(default_factory=dict)
+    changed: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows removed and changed per table."""
+        return {
+            "removed": {t: len(f) for t, f in self.removed.items() if len(f)},
+            "changed": {t: len(f) for t, f in self.changed.items() if len(f)},
+        }
+
+
+def dropping(frames: Mapping[str, pd.DataFrame], masks: Mapping[str, np.ndarray]) -> Result:
+    """Result of removing, per table, the rows where ``masks[table]`` is True."""
+    out, removed = {}, {}
+    for table, mask in masks.items():
+        frame = frames[table]
+        mask = np.asarray(mask, dtype=bool)
+        out[table] = frame[~mask].reset_index(drop=True)
+        removed[table] = frame[mask]
+    return Result(out, removed=removed)
+
+
+def changing(frames: Mapping[str, pd.DataFrame], new: Mapping[str, pd.DataFrame]) -> Result:
+    """Result of replacing tables with `new` (same rows, same order); changed rows detected."""
+    changed = {}
+    for table, after in new.items():
+        before = frames[table]
+        common = [c for c in before.columns if c in after.columns]
+        differs = np.zeros(len(before), dtype=bool)
+        for column in before.columns:
+            if column not in after.columns:
+                differs |= before[column].notna().to_numpy()
+        for column in common:
+            a, b = before[column], after[column]
+            if a.dtype == b.dtype and a.equals(b):
+                continue
+            na_a, na_b = a.isna().to_numpy(), b.isna().to_numpy()
+            if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+                va = a.to_numpy(dtype="float64", na_value=np.nan)
+                vb = b.to_numpy(dtype="float64", na_value=np.nan)
+            else:
+                va, vb = a.astype(object).to_numpy(), b.astype(object).to_numpy()
+            both = ~na_a & ~na_b
+            differs |= (na_a != na_b) | (both & (va != vb))
+        changed[table] = before[differs]
+    return Result(dict(new), changed=changed)
+
+
+class Rule:
+    """Base of every curation and de-identification rule; subclasses set the metadata.
+
+    Subclasses implement :meth:`apply` (pure: it never changes its inputs) and may extend
+    :meth:`validate`. ``idempotent`` is False only for rules that transform values by a
+    per-person amount (re-applying them would transform twice); ``introduces`` names the
+    codes a generalisation may write that were not in its input.
+    """
+
+    id: ClassVar[str]
+    purpose: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]]
+    writes: ClassVar[tuple[str, ...]]
+    depends_on: ClassVar[tuple[str, ...]] = ()
+    tiers: ClassVar[frozenset[Tier]] = frozenset({Tier.BOTH})
+    implements: ClassVar[str]
+    idempotent: ClassVar[bool] = True
+    introduces: ClassVar[frozenset[str]] = frozenset()
+
+    def apply(self, frames: Mapping[str, pd.DataFrame], ctx: Context) -> Result:
+        """Return the written tables and the removed or changed rows."""
+        raise NotImplementedError(f"{type(self).__name__}.apply")
+
+    def check(self, frames: Mapping[str, pd.DataFrame], ctx: Context) -> list[str]:
+        """Problems with this rule's postcondition on `frames` (empty when it holds)."""
+        return []
+
+    def validate(self, frames: Mapping[str, pd.DataFrame], ctx: Context) -> None:
+        """Check the postcondition after the rule ran.
+
+        Raises
+        ------
+        RuleError
+            If any problem is found; the message names the rule and each problem.
+        """
+        missing = [t for t in self.writes if t in frames and frames[t] is None]
+        problems = [f"table {t} missing" for t in missing] + self.check(frames, ctx)
+        if problems:
+            raise RuleError(f"rule {self.id}: postcondition failed: " + "; ".join(problems))
+
+    @classmethod
+    def as_dict(cls) -> dict:
+        """The rule's declaration as plain data (for the manifest's rule log)."""
+        return {
+            "id": cls.id,
+            "purpose": cls.purpose,
+            "reads": list(cls.reads),
+            "writes": list(cls.writes),
+            "depends_on": list(cls.depends_on),
+            "tiers": sorted(t.value for t in cls.tiers),
+            "implements": cls.implements,
+        }
+
+
+#: Every registered rule class by id.
+RULES: dict[str, type[Rule]] = {}
+
+
+def register(cls: type[Rule]) -> type[Rule]:
+    """Class decorator adding a rule to :data:`RULES`.
+
+    Raises
+    ------
+    RuleError
+        If the id is taken or a declaration field is missing.
+    """
+    for name in ("id", "purpose", "reads", "writes", "implements"):
+        if not hasattr(cls, name):
+            raise RuleError(f"rule class {cls.__name__} does not declare {name}")
+    if cls.id in RULES:
+        raise RuleError(f"rule id {cls.id!r} is registered twice ({cls.__name__})")
+    RULES[cls.id] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named stage: rules in dependency order."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    tier: Tier = Tier.BOTH
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Named stages, checked and ordered when built."""
+
+    stages: tuple[Stage, ...]
+
+    @property
+    def rule_ids(self) -> list[str]:
+        """Every rule id in run order."""
+        return [r.id for s in self.stages for r in s.rules]
+
+
+def _order(stage: str, ids: Sequence[str], rules: Mapping[str, type[Rule]], done: set[str]):
+    """Order one stage's rules from their dependencies (declared order breaks ties)."""
+    pending = list(dict.fromkeys(ids))
+    ordered: list[str] = []
+    while pending:
+        ready = [r for r in pending if all(d in done or d in ordered for d in rules[r].depends_on)]
+        if not ready:
+            raise RuleError(
+                f"stage {stage}: dependency cycle among {', '.join(sorted(pending))}; "
+                "remove one of the depends_on declarations"
+            )
+        ordered.append(ready[0])
+        pending.remove(ready[0])
+    return ordered
+
+
+def build_pipeline(
+    stages: Mapping[str, Sequence[str]],
+    *,
+    tier: Tier = Tier.BOTH,
+    after: Pipeline | None = None,
+    rules: Mapping[str, type[Rule]] | None = None,
+) -> Pipeline:
+    """Build a pipeline from stage name -> rule ids, checking every declaration first.
+
+    Parameters
+    ----------
+    stages
+        Stage names mapped to the ids of their rules, in run order of the stages.
+    tier
+        The tier these stages run in (``both`` for the stages before tiers).
+    after
+        A pipeline that runs before this one; its rules satisfy dependencies.
+    rules
+        Rule classes by id (default :data:`RULES`).
+
+    Raises
+    ------
+    RuleError
+        If a rule id is unknown, a rule may not run in `tier`, a dependency is not in an
+        earlier stage or the same stage, or dependencies form a cycle.
+    """
+    rules = RULES if rules is None else rules
+    done = set(after.rule_ids) if after is not None else set()
+    all_ids = set(done) | {r for ids in stages.values() for r in ids}
+    built = []
+    for name, ids in stages.items():
+        for rule_id in ids:
+            if rule_id not in rules:
+                raise RuleError(f"stage {name}: unknown rule {rule_id!r}; known: {sorted(rules)}")
+            cls = rules[rule_id]
+            if tier not in cls.tiers:
+                allowed = ", ".join(sorted(t.value for t in cls.tiers))
+                raise RuleError(
+                    f"stage {name}: rule {rule_id} runs in {allowed}, not in {tier.value}"
+                )
+            for dep in cls.depends_on:
+                if dep not in all_ids:
+                    raise RuleError(
+                        f"stage {name}: rule {rule_id} depends on {dep!r}, which is in no stage"
+                    )
+                if dep not in done and dep not in ids:
+                    raise RuleError(
+                        f"stage {name}: rule {rule_id} depends on {dep!r}, which runs later"
+                    )
+        order = _order(name, ids, rules, done)
+        built.append(Stage(name, tuple(rules[r]() for r in order), tier))
+        done.update(order)
+    return Pipeline(tuple(built))
+
+
+def _sandbox(root: Path, rule: Rule, tier: Tier, result: Result) -> None:
+    folder = root / rule.id if tier == Tier.BOTH else root / rule.id / tier.value
+    for action, tables in (("removed", result.removed), ("changed", result.changed)):
+        for table, rows in tables.items():
+            if not len(rows):
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{table}.parquet"
+            rows = rows.assign(sandbox_action=action)
+            if path.exists():
+                rows = pd.concat([pd.read_parquet(path), rows], ignore_index=True)
+            rows.to_parquet(path, index=False)
+
+
+def run_stage(
+    stage: Stage,
+    frames: Frames,
+    ctx: Context,
+    *,
+    sandbox: Path | None = None,
+    on_rule: Callable[[Rule], None] | None = None,
+) -> tuple[Frames, list[dict]]:
+    """Run one stage's rules in order; return the new frames and the stage's rule log.
+
+    Parameters
+    ----------
+    stage
+        The stage (from :func:`build_pipeline`).
+    frames
+        Table name -> frame; not changed.
+    ctx
+        Registry facts and settings.
+    sandbox
+        Folder receiving ``<rule id>[/<tier>]/<table>.parquet`` with every removed or changed
+        row (column ``sandbox_action``); None keeps nothing.
+    on_rule
+        Called with each rule before it runs (progress reporting).
+
+    Returns
+    -------
+    frames : dict
+        The frames after the stage.
+    log : list of dict
+        One record per rule: its declaration, stage, tier, rows in and out per written table,
+        and rows removed and changed per table.
+
+    Raises
+    ------
+    RuleError
+        If a rule writes a table it did not declare or its postcondition fails.
+    """
+    frames = dict(frames)
+    log = []
+    for rule in stage.rules:
+        if on_rule is not None:
+            on_rule(rule)
+        before = {t: len(frames[t]) for t in rule.writes if t in frames}
+        result = rule.apply({t: frames[t] for t in rule.reads if t in frames}, ctx)
+        undeclared = set(result.frames) - set(rule.writes)
+        if undeclared:
+            raise RuleError(f"rule {rule.id} wrote undeclared tables {sorted(undeclared)}")
+        frames.update(result.frames)
+        rule.validate(frames, ctx)
+        if sandbox is not None:
+            _sandbox(sandbox, rule, stage.tier, result)
+        log.append(
+            {
+                **rule.as_dict(),
+                "stage": stage.name,
+                "tier": stage.tier.value,
+                "rows_in": before,
+                "rows_out": {t: len(frames[t]) for t in before},
+                **result.counts(),
+            }
+        )
+    return frames, log

@@ -1,0 +1,184 @@
+"""Curation use case: gather the latest submissions and registry facts, then run the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from opencohort.config import Home
+from opencohort.curate._omop import DEMOGRAPHICS, EHR_TABLES, PERSON, SRC_ID, empty
+from opencohort.curate.deid import PRE_TIER_STAGES, TIER_POLICY
+from opencohort.curate.facts import (
+    demographics_table,
+    person_table,
+    read_facts,
+    read_identifiers,
+    to_day,
+)
+from opencohort.curate.rules import (
+    TIERS,
+    Context,
+    Frames,
+    Pipeline,
+    Rule,
+    Tier,
+    build_pipeline,
+    run_stage,
+)
+from opencohort.ingest import (
+    latest_submission,
+    match_identities,
+    read_submission,
+    registry_identities,
+    site_identities,
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which rules run: the stages before the tiers and each tier's de-identification list."""
+
+    stages: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(PRE_TIER_STAGES))
+    tiers: Mapping[Tier, Sequence[str]] = field(default_factory=lambda: dict(TIER_POLICY))
+    rules: Mapping[str, type[Rule]] | None = None
+
+    def pipelines(self) -> tuple[Pipeline, dict[Tier, Pipeline]]:
+        """Build (and so check) every pipeline before anything runs.
+
+        Raises
+        ------
+        RuleError
+            If a rule is unknown, misplaced, has a missing dependency or a cycle.
+        """
+        pre = build_pipeline(self.stages, rules=self.rules)
+        tiers = {
+            tier: build_pipeline(
+                {f"{tier.value}_deid": self.tiers[tier]}, tier=tier, after=pre, rules=self.rules
+            )
+            for tier in TIERS
+        }
+        return pre, tiers
+
+
+@dataclass
+class Sources:
+    """What a release is built from: the frames, the context and the source snapshot."""
+
+    frames: Frames
+    context: Context
+    snapshot: dict
+
+
+def gather(home: Home, *, cutoff: date, people: pd.DataFrame | None = None) -> Sources:
+    """Read registry facts and the latest stored submission of every site into frames.
+
+    Parameters
+    ----------
+    home
+        The program home.
+    cutoff
+        Submission cut-off date (events after it are removed; consents as of it).
+    people
+        Registry facts (from :func:`opencohort.curate.facts.read_facts`); default: read them.
+
+    Returns
+    -------
+    Sources
+        Frames (EHR tables with a ``src_id`` column, the person and demographics tables from
+        the registry), the context, and the snapshot (each submission id and checksum).
+    """
+    facts, site_states = read_facts(home, as_of=cutoff)
+    if people is not None:
+        facts = people
+    parts: dict[str, list[pd.DataFrame]] = {t: [] for t in EHR_TABLES}
+    drops, snapshot = [], []
+    ehr_root = home.raw / "ehr"
+    sites = sorted(p.name for p in ehr_root.iterdir() if p.is_dir()) if ehr_root.is_dir() else []
+    identity = read_identifiers(home)
+    registry = registry_identities(
+        facts.reset_index()[["participant_id", "zip", "sex_at_birth"]]
+        .assign(
+            birth_date=pd.to_datetime(facts["birth_date"].astype("float64").to_numpy(), unit="D")
+        )
+        .merge(identity, on="participant_id", how="left")
+    )
+    for site in sites:
+        submission = latest_submission(home, site)
+        snapshot.append({"site_id": site, "submission_id": submission.submission_id,
+                         "content_sha256": submission.content_sha256})  # fmt: skip
+        _, tables = read_submission(submission)
+        if "person" in tables:
+            match = match_identities(site_identities(tables), registry)
+            dropped = match.index[match["drop"].to_numpy(dtype=bool)]
+            drops.append(pd.DataFrame({"src_id": site, "person_id": dropped.astype("Int64")}))
+        for name in EHR_TABLES:
+            if name in tables:
+                parts[name].append(tables[name].frame.assign(**{SRC_ID: site}))
+    frames = {
+        t: pd.concat(p, ignore_index=True) if p else empty(t, src=True) for t, p in parts.items()
+    }
+    frames[PERSON] = person_table(facts)
+    frames[DEMOGRAPHICS] = demographics_table(facts)
+    no_drops = pd.DataFrame({"src_id": [], "person_id": []})
+    ctx = Context(
+        cutoff=to_day(cutoff),
+        people=facts,
+        identity_drops=pd.concat(drops, ignore_index=True) if drops else no_drops,
+        site_states=site_states,
+        settings=home.settings.get("privacy", {}),
+    )
+    return Sources(frames, ctx, {"submissions": snapshot})
+
+
+def ehr_sites(frames: Frames, ctx: Context) -> pd.DataFrame:
+    """(research id, site) pairs of who sent EHR rows for whom."""
+    pairs = pd.concat(
+        [f[["person_id", SRC_ID]] for t, f in frames.items() if t in EHR_TABLES
+         and "person_id" in f and len(f)] or [pd.DataFrame({"person_id": [], SRC_ID: []})]
+    ).drop_duplicates()  # fmt: skip
+    rid = ctx.people["research_id"].reindex(pairs["person_id"].astype("float64")).to_numpy()
+    return pd.DataFrame({"person_id": rid, SRC_ID: pairs[SRC_ID].to_numpy()}).dropna()
+
+
+def curate(
+    sources: Sources,
+    *,
+    policy: Policy | None = None,
+    sandbox: Path | None = None,
+    on_rule: Callable[[str, Rule], None] | None = None,
+) -> tuple[dict[Tier, Frames], list[dict]]:
+    """Run cleaning once, then each tier's de-identification; return tier frames and rule log.
+
+    Raises
+    ------
+    RuleError
+        If the policy's pipelines are mis-declared (raised before any rule runs) or a rule's
+        postcondition fails.
+    """
+    policy = policy or Policy()
+    pre, tier_pipelines = policy.pipelines()
+    frames, ctx, log = sources.frames, sources.context, []
+
+    def progress(stage: str):
+        return None if on_rule is None else (lambda rule: on_rule(stage, rule))
+
+    for stage in pre.stages:
+        frames, entries = run_stage(
+            stage, frames, ctx, sandbox=sandbox, on_rule=progress(stage.name)
+        )
+        log += entries
+    ctx = ctx.with_(ehr_sites=ehr_sites(frames, ctx))
+    out = {}
+    for tier, pipeline in tier_pipelines.items():
+        tier_frames, tier_ctx = frames, ctx.with_(tier=tier)
+        for stage in pipeline.stages:
+            tier_frames, entries = run_stage(
+                stage, tier_frames, tier_ctx, sandbox=sandbox, on_rule=progress(stage.name)
+            )
+            log += entries
+        out[tier] = tier_frames
+    return out, log

@@ -1,0 +1,166 @@
+"""Building a release: curate both tiers, scan for identifiers, write, publish with one rename."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from opencohort.config import Home
+from opencohort.curate import Policy, Rule, Tier, curate, gather, read_identifiers
+from opencohort.curate._omop import field_types, folder
+from opencohort.errors import ConfigError, ReleaseError
+from opencohort.release.manifest import write_manifest
+from opencohort.release.privacy import scan_frames
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ARROW = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("s"),
+    "text": pa.string(),
+}
+
+
+def sandbox_dir(home: Home, name: str) -> Path:
+    """Where the rows a release's rules removed or changed are kept (beside the release)."""
+    return home.root / "sandbox" / name
+
+
+def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
+    """Convert a curated frame to its release schema (day numbers become dates)."""
+    types = field_types(table)
+    arrays, fields = [], []
+    for column in frame.columns:
+        kind = types.get(column, "text")
+        values = frame[column]
+        if kind in ("date", "datetime"):
+            days = pa.array(values.astype("Int64").to_numpy(dtype="float64", na_value=float("nan")),
+                            from_pandas=True).cast(pa.int64())  # fmt: skip
+            array = days.cast(pa.int32()).cast(pa.date32())
+            if kind == "datetime":
+                array = array.cast(pa.timestamp("s"))
+        elif kind == "text":
+            array = pa.array(values.astype(object).where(values.notna(), None), type=pa.string())
+        else:
+            array = pa.array(values, type=_ARROW[kind], from_pandas=True)
+        arrays.append(array)
+        fields.append(pa.field(column, _ARROW[kind]))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"release name {name!r} is not allowed; use letters, digits, '_', '.', '-' "
+            "(first character a letter or digit, at most 64)"
+        )
+
+
+def build_release(
+    home: Home,
+    name: str,
+    *,
+    cutoff: date | None = None,
+    policy: Policy | None = None,
+    on_rule: Callable[[str, Rule], None] | None = None,
+) -> dict:
+    """Build release `name` from the home's latest submissions and registry, then publish it.
+
+    Parameters
+    ----------
+    home
+        The program home.
+    name
+        Release name (a new one: releases are immutable).
+    cutoff
+        Submission cut-off date (default: today, UTC).
+    policy
+        Which rules run (default: cleaning stages and :data:`opencohort.curate.TIER_POLICY`).
+    on_rule
+        Called with (stage name, rule) before each rule runs.
+
+    Returns
+    -------
+    dict
+        The manifest: name, created, cutoff, source snapshot, rule log, row counts per tier
+        and table, and the sha256 of every file.
+
+    Raises
+    ------
+    ConfigError
+        If `name` is not a valid release name.
+    ReleaseError
+        If a release of that name exists, or the privacy scan finds a direct identifier
+        (nothing is published then).
+    RuleError
+        If the policy is mis-declared or a rule fails (nothing is published).
+
+    Notes
+    -----
+    1. Check the policy's pipelines (before anything runs) and the name.
+    2. Gather: registry facts, the latest submission of every site.
+    3. Clean once, de-identify per tier; removed and changed rows go to the sandbox.
+    4. Scan every string value of both tiers for the registry's direct identifiers.
+    5. Write Parquet tables and the manifest into ``releases/.building-<name>-<pid>``, then
+       rename it to ``releases/<name>``. Any failure removes the temporary folder and the
+       release's sandbox; earlier releases are never touched.
+    """
+    _check_name(name)
+    policy = policy or Policy()
+    policy.pipelines()
+    final = home.releases / name
+    if final.exists():
+        raise ReleaseError(f"release {name} exists and releases are immutable; choose a new name")
+    cutoff = cutoff or datetime.now(UTC).date()
+    home.releases.mkdir(parents=True, exist_ok=True)
+    staging = home.releases / f".building-{name}-{os.getpid()}"
+    sandbox = sandbox_dir(home, name)
+    for stale in (staging, sandbox):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        sources = gather(home, cutoff=cutoff)
+        registry_snapshot = datetime.now(UTC).isoformat()
+        tiers, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule)
+        labelled = {
+            f"{tier.value}/{folder(t)}/{t}": f for tier, frames in tiers.items()
+            for t, f in frames.items()
+        }  # fmt: skip
+        hits = scan_frames(labelled, read_identifiers(home))
+        if hits:
+            where = ", ".join(f"{h['table']}.{h['column']} ({h['values']})" for h in hits)
+            raise ReleaseError(f"release {name} not published: direct identifiers found in {where}")
+        counts: dict[str, dict[str, int]] = {}
+        for tier, frames in tiers.items():
+            counts[tier.value] = {}
+            for table, frame in sorted(frames.items()):
+                path = staging / tier.value / folder(table) / f"{table}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(to_arrow(table, frame), path)
+                counts[tier.value][table] = len(frame)
+        manifest = write_manifest(
+            staging,
+            {
+                "name": name,
+                "created": datetime.now(UTC).isoformat(),
+                "cutoff": cutoff.isoformat(),
+                "source": {**sources.snapshot, "registry_snapshot": registry_snapshot},
+                "tiers": [t.value for t in (Tier.REGISTERED, Tier.CONTROLLED)],
+                "rule_log": log,
+                "row_counts": counts,
+            },
+        )
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(sandbox, ignore_errors=True)
+        raise
+    return manifest

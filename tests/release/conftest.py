@@ -1,0 +1,45 @@
+"""A small synthetic program (per session) and a home per module, with release R1 built."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from opencohort.config import Home, init_home
+from opencohort.ingest import ingest_ehr_dir
+from opencohort.registry import load_feed, open_registry
+from opencohort.synth import SynthConfig, generate_program
+
+CUTOFF = date(2025, 12, 31)
+
+
+def _make_home(root: Path, program: Path) -> Home:
+    home = init_home(root)
+    registry = open_registry(home.registry_url)
+    try:
+        load_feed(registry, program / "registry", seed=1)
+    finally:
+        registry.close()
+    ingest_ehr_dir(home, program / "ehr")
+    return home
+
+
+@pytest.fixture(scope="session")
+def release_program(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("program") / "feeds"
+    generate_program(SynthConfig(participants=300, genomes=0, sites=2, seed=3), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, release_program) -> Home:
+    return _make_home(tmp_path_factory.mktemp("home") / "h", release_program)
+
+
+@pytest.fixture(scope="module")
+def r1(home) -> dict:
+    from opencohort.release import build_release
+
+    return build_release(home, "R1", cutoff=CUTOFF)
