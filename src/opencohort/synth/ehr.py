@@ -427,9 +427,7 @@ def write_site_submissions(
     return counts, errors.frame()
 
 
-def _person_tables(
-    batch: pd.DataFrame, people: _People
-) -> dict[str, _Table]:
+def _person_tables(batch: pd.DataFrame, people: _People) -> dict[str, _Table]:
     n = len(people.row)
     rows, pid = people.row, people.person_id
     birth = people.site_birth.astype("datetime64[D]")
@@ -770,9 +768,7 @@ def _measurements(
     return _Table(cols, pos)
 
 
-def _procedures(
-    people: _People, v: _Visits, rng: np.random.Generator
-) -> _Table:
+def _procedures(people: _People, v: _Visits, rng: np.random.Generator) -> _Table:
     codes = np.array([c for c, _ in clinical.PROCEDURES], dtype=object)
     ev = _per_visit(v, _PER_VISIT["procedure"], rng)
     code = rng.choice(len(codes), len(ev), p=clinical.weights(clinical.PROCEDURES))
@@ -800,9 +796,7 @@ def _procedures(
     return _Table(cols, pos)
 
 
-def _observations(
-    people: _People, v: _Visits, rng: np.random.Generator
-) -> _Table:
+def _observations(people: _People, v: _Visits, rng: np.random.Generator) -> _Table:
     answers = np.array([a for a, _ in clinical.SMOKING_STATUS], dtype=object)
     status = rng.choice(len(answers), len(people.row), p=clinical.weights(clinical.SMOKING_STATUS))
     ev = _per_visit(v, _PER_VISIT["obs"], rng)
