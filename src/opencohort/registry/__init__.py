@@ -2,6 +2,15 @@
 
 from opencohort.registry.audit import AuditReport, audit_trail, verify_audit_chain
 from opencohort.registry.models import Base
+from opencohort.registry.sequencing import (
+    Selection,
+    Target,
+    Targets,
+    plan_sequencing,
+    select_for_sequencing,
+    sequencing_attributes,
+    targets_deficit,
+)
 from opencohort.registry.service import (
     AlreadyExists,
     EnrolmentRefused,
@@ -64,7 +73,10 @@ __all__ = [
     "Registry",
     "RequestInProgress",
     "SampleState",
+    "Selection",
     "StaleVersion",
+    "Target",
+    "Targets",
     "TransitionError",
     "UbrCategory",
     "WithdrawalStatus",
@@ -79,12 +91,16 @@ __all__ = [
     "participant_record",
     "participant_status",
     "participant_summary",
+    "plan_sequencing",
     "record_consent",
     "record_physical_measurement",
     "record_survey",
     "search_participants",
+    "select_for_sequencing",
+    "sequencing_attributes",
     "summary",
     "suspend",
+    "targets_deficit",
     "update_participant",
     "verify_audit_chain",
     "withdraw",

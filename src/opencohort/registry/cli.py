@@ -14,6 +14,7 @@ from rich.table import Table
 from opencohort.config import HOME_ENV, find_home
 from opencohort.registry.audit import verify_audit_chain
 from opencohort.registry.auth import DEV_SECRET, Role, create_token, revoke_token
+from opencohort.registry.sequencing import DEFAULT_CAPACITY, Selection, plan_sequencing
 from opencohort.registry.service import load_feed, open_registry, summary
 
 registry = typer.Typer(
@@ -70,10 +71,7 @@ def summary_command(
     as_json: JsonOutput = False,
 ) -> None:
     """Count participants by enrolment status, site, consent, withdrawal and UBR category."""
-    try:
-        day = date.fromisoformat(as_of) if as_of else date.today()
-    except ValueError as exc:
-        raise typer.BadParameter(f"'{as_of}' is not a date; expected YYYY-MM-DD") from exc
+    day = _as_of(as_of)
     opened = _open(home)
     try:
         counts = summary(opened, as_of=day)
@@ -89,6 +87,67 @@ def summary_command(
         console.print(_table(key, counts[key]))
     for kind, statuses in counts["consent"].items():
         console.print(_table(f"consent: {kind}", statuses))
+
+
+def _as_of(value: str | None) -> date:
+    try:
+        return date.fromisoformat(value) if value else date.today()
+    except ValueError as exc:
+        raise typer.BadParameter(f"'{value}' is not a date; expected YYYY-MM-DD") from exc
+
+
+def _percent(share: float) -> str:
+    return "" if share != share else f"{100 * share:.1f}%"
+
+
+def _selection_table(plan: Selection) -> Table:
+    table = Table(title=f"sequencing plan: {len(plan.participant_ids)} of {plan.pool} candidates")
+    for name in ("attribute", "category", "target", "before", "selected", "after", "met"):
+        table.add_column(name, justify="left" if name in ("attribute", "category") else "right")
+    for row in plan.report.itertuples(index=False):
+        target = _percent(row.target)
+        table.add_row(
+            row.attribute,
+            row.category,
+            f">= {target}" if target and row.at_least else target,
+            _percent(row.share_before),
+            _percent(row.share_selected),
+            _percent(row.share_after),
+            {True: "yes", False: "no", None: ""}[row.met],
+        )
+    return table
+
+
+@registry.command("sequencing-plan")
+def sequencing_plan(
+    capacity: Annotated[
+        int, typer.Option("--capacity", min=0, help="Samples to send for sequencing.")
+    ] = DEFAULT_CAPACITY,
+    home: HomeOption = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Day to plan on, YYYY-MM-DD (default: today).")
+    ] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Choose whom to sequence next toward the diversity targets; show how targets are met."""
+    day = _as_of(as_of)
+    opened = _open(home)
+    try:
+        plan = plan_sequencing(opened, capacity=capacity, as_of=day)
+    finally:
+        opened.close()
+    console = Console()
+    if as_json:
+        report = plan.report.astype(object).where(plan.report.notna(), None)
+        console.print_json(json.dumps({
+            "as_of": day.isoformat(), "capacity": capacity, "pool": plan.pool,
+            "participant_ids": [str(p) for p in plan.participant_ids],
+            "deficit_before": plan.deficit_before, "deficit_after": plan.deficit_after,
+            "report": report.to_dict(orient="records"),
+        }))  # fmt: skip
+        return
+    console.print(_selection_table(plan))
+    console.print(f"squared deficit {plan.deficit_before:.4f} -> {plan.deficit_after:.4f}")
 
 
 @registry.command("audit-verify")
