@@ -65,6 +65,7 @@ def where(home: HomeOption = None, as_json: JsonOutput = False) -> None:
 
 
 def _register_areas() -> None:
+    from opencohort.analysis.cli import gwas
     from opencohort.genomics.cli import genomics
     from opencohort.ingest.cli import ingest
     from opencohort.registry.cli import registry
@@ -74,6 +75,7 @@ def _register_areas() -> None:
     from opencohort.web.cli import serve
 
     app.command(name="synth")(synth)
+    app.command(name="gwas")(gwas)
     app.add_typer(vocab, name="vocab")
     registry.command("serve")(serve)
     app.add_typer(registry, name="registry")
