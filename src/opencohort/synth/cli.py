@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from opencohort.config import HOME_ENV, find_home
+from opencohort.progress import progress_steps
 from opencohort.synth.models import SynthConfig
 
 
@@ -53,22 +52,7 @@ def synth(
         batch_size=batch_size,
         region_megabases=region_megabases,
     )
-    stderr = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=stderr,
-        disable=no_progress or not sys.stderr.isatty(),
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def step(stage: str, done: float) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=1.0)
-            bar.update(tasks[stage], completed=done)
-
+    with progress_steps(no_progress) as step:
         summary = generate_program(config, out, force=force, step=step)
     if as_json:
         print(json.dumps(summary, indent=2))

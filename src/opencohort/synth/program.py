@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from opencohort.errors import ConfigError
+from opencohort.progress import Step
 from opencohort.synth.ehr import write_site_submissions
 from opencohort.synth.feed import write_feed, write_sites
 from opencohort.synth.genomes import GenomeResult, population_dosage, simulate_genomes
@@ -33,7 +34,6 @@ SUMMARY_FILE = "summary.json"
 _SUMMARY_CATEGORIES = ("race_ethnicity", "sex_at_birth", "site_id", "ubr", "withdrawal_status")
 _DOSAGE_STREAM = 7301
 
-Step = Callable[[str, float], None]
 
 
 def genome_eligible(batch: pd.DataFrame) -> pd.Series:
