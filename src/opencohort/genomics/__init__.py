@@ -1,6 +1,20 @@
 """Genomics: genome-centre deliveries to a quality-controlled cohort genotype store."""
 
 from opencohort.genomics._vcf_reader import GenotypeFilter, Problem, VcfCalls, read_vcf
+from opencohort.genomics.ancestry import (
+    AncestryConfig,
+    AncestryModel,
+    AncestryResult,
+    AncestryRun,
+    ReferencePanel,
+    classify,
+    fit_ancestry,
+    infer_ancestry,
+    plot_ancestry,
+    project_store,
+    read_panel,
+    run_ancestry,
+)
 from opencohort.genomics.delivery import (
     Delivery,
     IngestResult,
@@ -10,26 +24,45 @@ from opencohort.genomics.delivery import (
     parse_delivery,
     variant_stats,
 )
+from opencohort.genomics.frequencies import allele_frequencies
+from opencohort.genomics.kinship import king_degree, king_kinship, maximal_unrelated, run_kinship
 from opencohort.genomics.report import write_qc_report
 from opencohort.genomics.sample_qc import SampleQcConfig, sample_qc
 from opencohort.genomics.service import QcResult, run_qc
 from opencohort.genomics.variant_qc import VariantQcConfig, genotype_counts, variant_qc
 
 __all__ = [
+    "AncestryConfig",
+    "AncestryModel",
+    "AncestryResult",
+    "AncestryRun",
     "Delivery",
     "GenotypeFilter",
     "IngestResult",
     "Problem",
     "QcResult",
+    "ReferencePanel",
     "SampleQcConfig",
     "VariantQcConfig",
     "VcfCalls",
+    "allele_frequencies",
+    "classify",
     "find_deliveries",
+    "fit_ancestry",
     "genotype_counts",
+    "infer_ancestry",
     "ingest",
     "ingest_delivery",
+    "king_degree",
+    "king_kinship",
+    "maximal_unrelated",
     "parse_delivery",
+    "plot_ancestry",
+    "project_store",
+    "read_panel",
     "read_vcf",
+    "run_ancestry",
+    "run_kinship",
     "run_qc",
     "sample_qc",
     "variant_qc",

@@ -1,4 +1,4 @@
-"""``opencohort genomics``: ingest genome-centre deliveries and run QC."""
+"""``opencohort genomics``: ingest deliveries, QC, ancestry and kinship."""
 
 from __future__ import annotations
 
@@ -85,3 +85,42 @@ def qc(home: HomeOption = None, no_progress: NoProgress = False) -> None:
         f"variants: {int(v['variant_qc_pass'].sum())} of {len(v)} pass"
     )
     out.print(f"report: {result.report}")
+
+
+@genomics.command()
+def ancestry(
+    panel: Annotated[
+        Path, typer.Option("--panel", help="Reference panel: chr*.vcf.gz and labels.csv.")
+    ],
+    home: HomeOption = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Infer genetic ancestry on a labelled reference panel, then per-ancestry frequencies."""
+    from opencohort.genomics.ancestry import SAMPLE_ANCESTRY, run_ancestry
+
+    found = find_home(home)
+    with _bars(no_progress) as step:
+        run = run_ancestry(found, panel, progress=step)
+    counts = run.result.samples[SAMPLE_ANCESTRY].value_counts().sort_index()
+    out.print(
+        f"{len(run.result.samples)} samples on {len(run.result.model.sites)} sites: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+    for path in (run.ancestry, run.frequencies, run.plot):
+        out.print(f"wrote {path}")
+
+
+@genomics.command()
+def kinship(home: HomeOption = None, no_progress: NoProgress = False) -> None:
+    """KING-robust kinship of all sample pairs and a maximal unrelated set."""
+    from opencohort.genomics.kinship import DEGREE, run_kinship
+
+    found = find_home(home)
+    with _bars(no_progress) as step:
+        pairs, unrelated = run_kinship(found, progress=step)
+    degrees = pairs[DEGREE].value_counts().sort_index()
+    out.print(
+        f"{len(pairs)} pairs with kinship > 0.1 ("
+        + ", ".join(f"{k} {v}" for k, v in degrees.items())
+        + f"); {int(unrelated['sample_unrelated'].sum())} of {len(unrelated)} samples unrelated"
+    )
