@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from opencohort.config import HOME_ENV, find_home
+from opencohort.progress import progress_steps
 
 genomics = typer.Typer(
     name="genomics",
@@ -27,26 +24,6 @@ NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress b
 out = Console()
 
 
-@contextmanager
-def _bars(hidden: bool) -> Iterator:
-    with Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=hidden or not sys.stderr.isatty(),
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def step(stage: str, done: float) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=1.0)
-            bar.update(tasks[stage], completed=done)
-
-        yield step
-
-
 @genomics.command()
 def ingest(
     directory: Annotated[Path, typer.Argument(help="A delivery, or a folder of deliveries.")],
@@ -57,7 +34,7 @@ def ingest(
     from opencohort.genomics.delivery import ingest as run_ingest
 
     found = find_home(home)
-    with _bars(no_progress) as step:
+    with progress_steps(no_progress) as step:
         results = run_ingest(directory, found, progress=step)
     for r in results:
         out.print(
@@ -77,7 +54,7 @@ def qc(home: HomeOption = None, no_progress: NoProgress = False) -> None:
     from opencohort.genomics.service import run_qc
 
     found = find_home(home)
-    with _bars(no_progress) as step:
+    with progress_steps(no_progress) as step:
         result = run_qc(found, progress=step)
     s, v = result.samples, result.variants
     out.print(
@@ -99,7 +76,7 @@ def ancestry(
     from opencohort.genomics.ancestry import SAMPLE_ANCESTRY, run_ancestry
 
     found = find_home(home)
-    with _bars(no_progress) as step:
+    with progress_steps(no_progress) as step:
         run = run_ancestry(found, panel, progress=step)
     counts = run.result.samples[SAMPLE_ANCESTRY].value_counts().sort_index()
     out.print(
@@ -116,7 +93,7 @@ def kinship(home: HomeOption = None, no_progress: NoProgress = False) -> None:
     from opencohort.genomics.kinship import DEGREE, run_kinship
 
     found = find_home(home)
-    with _bars(no_progress) as step:
+    with progress_steps(no_progress) as step:
         pairs, unrelated = run_kinship(found, progress=step)
     degrees = pairs[DEGREE].value_counts().sort_index()
     out.print(
