@@ -28,6 +28,8 @@ demo: $(STAMP)
 	$(BIN)/opencohort ingest ehr --home $(DEMO)/home $(DEMO)/home/synthetic/ehr
 	$(BIN)/opencohort genomics ingest --home $(DEMO)/home $(DEMO)/home/synthetic/genomes
 	$(BIN)/opencohort genomics qc --home $(DEMO)/home
+	$(BIN)/opencohort genomics ancestry --home $(DEMO)/home --panel $(DEMO)/home/synthetic/genomes/reference_panel
+	$(BIN)/opencohort genomics kinship --home $(DEMO)/home
 	$(BIN)/opencohort curate run --home $(DEMO)/home --release r1
 	$(BIN)/opencohort release verify --home $(DEMO)/home r1
 	@echo "demo done: program home in $(DEMO)/home (reports in $(DEMO)/home/reports and $(DEMO)/home/genomics/reports)"
