@@ -7,24 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from opencohort.config import Home, init_home
-from opencohort.ingest import ingest_ehr_dir
-from opencohort.registry import load_feed, open_registry
+from opencohort.config import Home
 from opencohort.synth import SynthConfig, generate_program
 
 CUTOFF = date(2025, 12, 31)
-
-
-def make_home(root: Path, program: Path) -> Home:
-    """Init a home, load the program's registry feed and ingest its EHR."""
-    home = init_home(root)
-    registry = open_registry(home.registry_url)
-    try:
-        load_feed(registry, program / "registry", seed=1)
-    finally:
-        registry.close()
-    ingest_ehr_dir(home, program / "ehr")
-    return home
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +21,8 @@ def program(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def home(tmp_path_factory, program) -> Home:
-    return make_home(tmp_path_factory.mktemp("home") / "h", program)
+def home(tmp_path_factory, program, program_home) -> Home:
+    return program_home(tmp_path_factory.mktemp("home") / "h", program)
 
 
 @pytest.fixture(scope="session")

@@ -7,23 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from opencohort.config import Home, init_home
-from opencohort.ingest import ingest_ehr_dir
-from opencohort.registry import load_feed, open_registry
+from opencohort.config import Home
 from opencohort.synth import SynthConfig, generate_program
 
 CUTOFF = date(2025, 12, 31)
-
-
-def _make_home(root: Path, program: Path) -> Home:
-    home = init_home(root)
-    registry = open_registry(home.registry_url)
-    try:
-        load_feed(registry, program / "registry", seed=1)
-    finally:
-        registry.close()
-    ingest_ehr_dir(home, program / "ehr")
-    return home
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +21,8 @@ def release_program(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, release_program) -> Home:
-    return _make_home(tmp_path_factory.mktemp("home") / "h", release_program)
+def home(tmp_path_factory, release_program, program_home) -> Home:
+    return program_home(tmp_path_factory.mktemp("home") / "h", release_program)
 
 
 @pytest.fixture(scope="module")

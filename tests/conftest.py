@@ -1,0 +1,30 @@
+"""Fixtures shared across areas."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from opencohort.config import Home, init_home
+from opencohort.ingest import ingest_ehr_dir
+from opencohort.registry import load_feed, open_registry
+
+
+def _program_home(root: Path, program: Path) -> Home:
+    """Init a home, load a synthetic program's registry feed and ingest its EHR."""
+    home = init_home(root)
+    registry = open_registry(home.registry_url)
+    try:
+        load_feed(registry, program / "registry", seed=1)
+    finally:
+        registry.close()
+    ingest_ehr_dir(home, program / "ehr")
+    return home
+
+
+@pytest.fixture(scope="session")
+def program_home() -> Callable[[Path, Path], Home]:
+    """``program_home(root, program)``: a home at `root` fed from synthetic output `program`."""
+    return _program_home
