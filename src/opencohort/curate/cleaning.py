@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from opencohort.curate._omop import (
     primary_key,
 )
 from opencohort.curate.facts import to_day
-from opencohort.curate.rules import Result, Rule, changing, dropping, register
+from opencohort.curate.rules import Context, Result, Rule, changing, dropping, register
 from opencohort.vocab import local_concept_id, measurements
 
 #: EHR tables with a person_id column.
@@ -279,8 +280,28 @@ class NonMatchingParticipants(Rule):
         return dropping(frames, masks)
 
 
+class _ExcludedPeople(Rule):
+    """Base of rules that remove every row, in `writes`, of people a registry fact excludes."""
+
+    fact: ClassVar[str]
+    """Boolean column of the context's people table."""
+    excluded_if: ClassVar[bool]
+    """The value of `fact` that excludes a person."""
+
+    def _excluded(self, ctx: Context) -> pd.Index:
+        return ctx.people.index[ctx.people[self.fact] == self.excluded_if]
+
+    def apply(self, frames, ctx):
+        return _drop_persons(frames, self.writes, self._excluded(ctx))
+
+    def check(self, frames, ctx):
+        gone = self._excluded(ctx).astype("float64")
+        return [f"{self.id}: an excluded person is still in {t}" for t in self.writes
+                if frames[t]["person_id"].astype("float64").isin(gone).any()]  # fmt: skip
+
+
 @register
-class EhrConsent(Rule):
+class EhrConsent(_ExcludedPeople):
     """Remove EHR rows of participants without a current EHR consent."""
 
     id = "ehr_consent"
@@ -288,45 +309,29 @@ class EhrConsent(Rule):
     reads = writes = EHR_PERSON_TABLES
     depends_on = ("non_matching_participants",)
     implements = "issue 4; AoU RemoveEhrDataWithoutConsent"
-
-    def apply(self, frames, ctx):
-        return _drop_persons(frames, self.writes, ctx.people.index[~ctx.people["ehr_consent"]])
+    fact, excluded_if = "ehr_consent", False
 
 
 @register
-class WithdrawnParticipants(Rule):
+class WithdrawnParticipants(_ExcludedPeople):
     """Remove every row of participants withdrawn with no use of their data."""
 
     id = "withdrawn_participants"
     purpose = "Remove all data of no-use withdrawn participants from every table."
     reads = writes = PERSON_TABLES
     implements = "issue 4; AoU SandboxAndRemoveWithdrawnPids (DC-3442)"
-
-    def apply(self, frames, ctx):
-        return _drop_persons(frames, self.writes, ctx.people.index[ctx.people["no_use"]])
-
-    def check(self, frames, ctx):
-        gone = ctx.people.index[ctx.people["no_use"]].astype("float64")
-        return [f"withdrawn person in {t}" for t in self.writes
-                if frames[t]["person_id"].astype("float64").isin(gone).any()]  # fmt: skip
+    fact, excluded_if = "no_use", True
 
 
 @register
-class PrimaryConsent(Rule):
+class PrimaryConsent(_ExcludedPeople):
     """Remove every row of people without a current primary consent."""
 
     id = "primary_consent"
     purpose = "Remove all data of persons whose latest primary consent is not a yes."
     reads = writes = PERSON_TABLES
     implements = "issue 4; a participant's data are used only under primary consent"
-
-    def apply(self, frames, ctx):
-        return _drop_persons(frames, self.writes, ctx.people.index[~ctx.people["primary_consent"]])
-
-    def check(self, frames, ctx):
-        gone = ctx.people.index[~ctx.people["primary_consent"]].astype("float64")
-        return [f"person without primary consent in {t}" for t in self.writes
-                if frames[t]["person_id"].astype("float64").isin(gone).any()]  # fmt: skip
+    fact, excluded_if = "primary_consent", False
 
 
 @register
