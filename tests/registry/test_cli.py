@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from opencohort.config import init_home
 from opencohort.registry.cli import registry
+from opencohort.registry.status import TransitionError
 
 runner = CliRunner()
 
@@ -31,3 +32,28 @@ def test_registry_cli__bad_date(tmp_path) -> None:
     home = init_home(tmp_path / "home")
     shown = runner.invoke(registry, ["summary", "--home", str(home.root), "--as-of", "soon"])
     assert shown.exit_code == 2
+
+
+def test_registry_cli__withdraw_no_use_is_final(feed, tmp_path) -> None:
+    directory, people = feed
+    home = init_home(tmp_path / "home")
+    loaded = runner.invoke(registry, ["load", str(directory), "--home", str(home.root)])
+    assert loaded.exit_code == 0, loaded.output
+    staying = people[people["withdrawal_date"].isna() & people["primary_consent_date"].notna()]
+    pid = str(staying["participant_id"].iloc[0])
+    first = runner.invoke(
+        registry,
+        ["withdraw", pid, "--reason", "moved away", "--on", "2026-01-05", "--home", str(home.root),
+         "--json"],
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["withdrawal"] == "no_use"
+    undo = runner.invoke(
+        registry,
+        ["withdraw", pid, "--reason", "changed mind", "--status", "not_withdrawn",
+         "--home", str(home.root)],
+    )  # fmt: skip
+    assert undo.exit_code != 0
+    assert isinstance(undo.exception, TransitionError)
+    audit = runner.invoke(registry, ["audit-verify", "--home", str(home.root), "--json"])
+    assert json.loads(audit.output)["ok"] is True

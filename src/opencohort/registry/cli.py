@@ -15,7 +15,8 @@ from opencohort.config import HOME_ENV, find_home
 from opencohort.registry.audit import verify_audit_chain
 from opencohort.registry.auth import DEV_SECRET, Role, create_token, revoke_token
 from opencohort.registry.sequencing import DEFAULT_CAPACITY, Selection, plan_sequencing
-from opencohort.registry.service import load_feed, open_registry, summary
+from opencohort.registry.service import load_feed, open_registry, summary, withdraw
+from opencohort.registry.status import WithdrawalStatus
 
 registry = typer.Typer(
     help="The participant registry: load feeds, summarise, audit, API tokens.",
@@ -148,6 +149,35 @@ def sequencing_plan(
         return
     console.print(_selection_table(plan))
     console.print(f"squared deficit {plan.deficit_before:.4f} -> {plan.deficit_after:.4f}")
+
+
+@registry.command("withdraw")
+def withdraw_command(
+    participant_id: Annotated[str, typer.Argument(help="Participant id, e.g. P123456789.")],
+    reason: Annotated[str, typer.Option(help="Why the participant withdrew.")],
+    status: Annotated[
+        WithdrawalStatus, typer.Option(help="no_use removes the data from later releases.")
+    ] = WithdrawalStatus.NO_USE,
+    on: Annotated[str | None, typer.Option("--on", help="Authored date (default: today).")] = None,
+    home: HomeOption = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Record a withdrawal (no_use is irreversible: later releases leave the person out)."""
+    opened = _open(home)
+    try:
+        state = withdraw(
+            opened, participant_id, status=status, authored=_as_of(on), reason=reason,
+            actor="cli",
+        )  # fmt: skip
+    finally:
+        opened.close()
+    result = {"participant_id": participant_id, "withdrawal": str(state.value),
+              "reason": state.reason}  # fmt: skip
+    console = Console()
+    if as_json:
+        console.print_json(json.dumps(result))
+    else:
+        console.print(f"{participant_id}: {result['withdrawal']} ({state.reason})", highlight=False)
 
 
 @registry.command("audit-verify")
