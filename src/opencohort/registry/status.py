@@ -433,9 +433,16 @@ def genomic_eligibility(facts: GenomicFacts, *, as_of: date) -> Eligibility:
     return Eligibility(not reasons, tuple(reasons))
 
 
-def _allowed(table: Mapping, current: object) -> str:
+def _step(table: Mapping, current: StrEnum | None, new: StrEnum, what: str):
+    """Return `new` if `table` lets `what` move from `current` to it, else raise TransitionError."""
+    if new in table[current]:
+        return new
     names = sorted(s.value for s in table[current])
-    return ", ".join(names) if names else "nothing (final state)"
+    start = current.value if current else "(no state)"
+    raise TransitionError(
+        f"{what} cannot go from {start} to {new.value}; "
+        f"allowed next: {', '.join(names) if names else 'nothing (final state)'}"
+    )
 
 
 def genomic_transition(current: GenomicState | None, new: GenomicState) -> GenomicState:
@@ -446,13 +453,7 @@ def genomic_transition(current: GenomicState | None, new: GenomicState) -> Genom
     TransitionError
         If the workflow does not allow the move; the message lists the allowed next states.
     """
-    if new not in GENOMIC_TRANSITIONS[current]:
-        start = current.value if current else "(no state)"
-        raise TransitionError(
-            f"genomic workflow cannot go from {start} to {new.value}; "
-            f"allowed next: {_allowed(GENOMIC_TRANSITIONS, current)}"
-        )
-    return new
+    return _step(GENOMIC_TRANSITIONS, current, new, "genomic workflow")
 
 
 def genomic_state(
@@ -509,13 +510,7 @@ def sample_transition(current: SampleState | None, new: SampleState) -> SampleSt
     TransitionError
         If the move is not allowed; the message lists the allowed next states.
     """
-    if new not in SAMPLE_TRANSITIONS[current]:
-        start = current.value if current else "(no state)"
-        raise TransitionError(
-            f"sample cannot go from {start} to {new.value}; "
-            f"allowed next: {_allowed(SAMPLE_TRANSITIONS, current)}"
-        )
-    return new
+    return _step(SAMPLE_TRANSITIONS, current, new, "sample")
 
 
 def sample_state(
