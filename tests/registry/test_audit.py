@@ -115,10 +115,10 @@ def test_audit_verify_cli__exit_1_naming_row(tmp_path) -> None:
     opened = open_registry(home.registry_url)
     _changes(opened)
     runner = CliRunner()
-    ok = runner.invoke(registry_cli, ["audit-verify", "--home", str(home.root)])
+    ok = runner.invoke(registry_cli, ["audit", "verify", "--home", str(home.root)])
     assert ok.exit_code == 0 and "4 rows, chain intact" in ok.output
     with opened.engine.begin() as connection:
         connection.execute(text("UPDATE audit_entry SET after = '{}' WHERE audit_id = 4"))
     opened.close()
-    broken = runner.invoke(registry_cli, ["audit-verify", "--home", str(home.root), "--json"])
+    broken = runner.invoke(registry_cli, ["audit", "verify", "--home", str(home.root), "--json"])
     assert broken.exit_code == 1 and '"broken_id": 4' in broken.output

@@ -55,5 +55,5 @@ def test_registry_cli__withdraw_no_use_is_final(feed, tmp_path) -> None:
     )  # fmt: skip
     assert undo.exit_code != 0
     assert isinstance(undo.exception, TransitionError)
-    audit = runner.invoke(registry, ["audit-verify", "--home", str(home.root), "--json"])
+    audit = runner.invoke(registry, ["audit", "verify", "--home", str(home.root), "--json"])
     assert json.loads(audit.output)["ok"] is True

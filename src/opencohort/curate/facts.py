@@ -11,7 +11,7 @@ from sqlalchemy import select
 from opencohort.config import Home
 from opencohort.curate._omop import DEMOGRAPHIC_COLUMNS, PERSON, empty
 from opencohort.ingest import participant_number
-from opencohort.registry import Base, open_registry
+from opencohort.registry import Base, curation_export, open_registry
 
 _EPOCH = np.datetime64("1970-01-01", "D")
 _GENDER = {"male": 8507, "female": 8532}
@@ -65,18 +65,13 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     site_states : dict
         Site id -> state.
     """
-    t = Base.metadata.tables
     registry = open_registry(home.registry_url)
     try:
-        with registry.engine.connect() as con:
-            people = pd.read_sql(select(t["participant"]), con)
-            consents = pd.read_sql(select(t["consent"]), con)
-            withdrawals = pd.read_sql(select(t["withdrawal_event"]), con)
-            deaths = pd.read_sql(select(t["deceased_report"]), con)
-            sites = pd.read_sql(select(t["site"].c.site_id, t["site"].c.state), con)
+        export = curation_export(registry)
     finally:
         registry.close()
-    consents["authored_date"] = pd.to_datetime(consents["authored_date"]).dt.date
+    people, consents, sites = export["participants"], export["consents"], export["sites"]
+    withdrawals, deaths = export["withdrawals"], export["deaths"]
     pid = people["participant_id"]
     ehr = _latest_consent(consents, "ehr", as_of)
     primary = _latest_consent(consents, "primary", as_of)

@@ -1,6 +1,7 @@
 """The participant registry: enrolment, consent, withdrawal, samples and their statuses."""
 
 from opencohort.registry.audit import AuditReport, audit_trail, verify_audit_chain
+from opencohort.registry.export import CurationExport, curation_export, write_export
 from opencohort.registry.models import Base
 from opencohort.registry.sequencing import (
     Selection,
@@ -61,6 +62,7 @@ __all__ = [
     "Base",
     "ConsentStatus",
     "ConsentType",
+    "CurationExport",
     "Decision",
     "Eligibility",
     "EnrolmentRefused",
@@ -83,6 +85,7 @@ __all__ = [
     "advance_genomic",
     "audit_trail",
     "create_biospecimen_order",
+    "curation_export",
     "enrol",
     "genomic_sample_state",
     "list_consents",
@@ -104,4 +107,5 @@ __all__ = [
     "update_participant",
     "verify_audit_chain",
     "withdraw",
+    "write_export",
 ]

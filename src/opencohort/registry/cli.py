@@ -14,6 +14,7 @@ from rich.table import Table
 from opencohort.config import HOME_ENV, find_home
 from opencohort.registry.audit import verify_audit_chain
 from opencohort.registry.auth import DEV_SECRET, Role, create_token, revoke_token
+from opencohort.registry.export import curation_export, write_export
 from opencohort.registry.sequencing import DEFAULT_CAPACITY, Selection, plan_sequencing
 from opencohort.registry.service import load_feed, open_registry, summary, withdraw
 from opencohort.registry.status import WithdrawalStatus
@@ -24,6 +25,8 @@ registry = typer.Typer(
 )
 tokens = typer.Typer(help="API tokens of the registry (stored hashed).", no_args_is_help=True)
 registry.add_typer(tokens, name="token")
+audit = typer.Typer(help="The registry's hash-chained audit log.", no_args_is_help=True)
+registry.add_typer(audit, name="audit")
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar=HOME_ENV, help="Program home (default: nearest above cwd)."),
@@ -35,10 +38,10 @@ def _open(home: Path | None):
     return open_registry(find_home(home).registry_url)
 
 
-def _table(title: str, counts: dict) -> Table:
+def _table(title: str, counts: dict, *, unit: str = "participants") -> Table:
     table = Table(title=title)
     table.add_column("value")
-    table.add_column("participants", justify="right")
+    table.add_column(unit, justify="right")
     for name, value in counts.items():
         table.add_row(str(name), str(value))
     return table
@@ -60,7 +63,7 @@ def load(
     if as_json:
         console.print_json(json.dumps(added))
     else:
-        console.print(_table("new rows per table", added))
+        console.print(_table("new rows per table", added, unit="rows"))
 
 
 @registry.command("summary")
@@ -180,7 +183,7 @@ def withdraw_command(
         console.print(f"{participant_id}: {result['withdrawal']} ({state.reason})", highlight=False)
 
 
-@registry.command("audit-verify")
+@audit.command("verify")
 def audit_verify(home: HomeOption = None, as_json: JsonOutput = False) -> None:
     """Check the audit log's hash chain; exit 1 naming the first broken row."""
     opened = _open(home)
@@ -196,6 +199,27 @@ def audit_verify(home: HomeOption = None, as_json: JsonOutput = False) -> None:
                       f"last row hash {report.last_sha256}", highlight=False)  # fmt: skip
     if not report.ok:
         raise typer.Exit(1)
+
+
+@registry.command("export")
+def export_command(
+    out: Annotated[Path, typer.Argument(help="New directory for the export's Parquet files.")],
+    home: HomeOption = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Export what curation needs: research ids, date shifts, consents, withdrawals,
+    deactivations and deaths (Parquet files with a checksummed manifest)."""
+    opened = _open(home)
+    try:
+        manifest = write_export(curation_export(opened), out)
+    finally:
+        opened.close()
+    console = Console()
+    if as_json:
+        console.print_json(json.dumps(manifest))
+    else:
+        rows = {name: entry["rows"] for name, entry in manifest["tables"].items()}
+        console.print(_table(f"registry export in {out}", rows, unit="rows"))
 
 
 SecretOption = Annotated[
