@@ -94,7 +94,12 @@ def load_facts(connection: Connection, participant_ids: list[str] | None = None)
         )
     w = m.WithdrawalEvent
     for pid, status, authored, reason in connection.execute(
-        where(select(w.participant_id, w.status, w.authored_date, w.reason), w.participant_id)
+        where(
+            select(w.participant_id, w.status, w.authored_date, w.reason).order_by(
+                w.withdrawal_event_id
+            ),
+            w.participant_id,
+        )
     ):
         facts[pid].withdrawals.append(WithdrawalEvent(WithdrawalStatus(status), authored, reason))
     s = m.SurveyCompletion

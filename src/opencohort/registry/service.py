@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from opencohort.errors import InputError, NotFound, OpencohortError, PermissionDenied
-from opencohort.registry import _db, _facts, _feed, audit
+from opencohort.registry import _db, _facts, _feed, _status_frame, audit
 from opencohort.registry import models as m
 from opencohort.registry.status import (
     Applicant,
@@ -650,9 +650,8 @@ def participant_status(
 def summary(registry: Registry, *, as_of: date) -> dict:
     """Count participants on `as_of` by enrolment status, site, consent, withdrawal and UBR."""
     with registry.engine.connect() as connection:
-        facts = _facts.load_facts(connection)
-    rows = [(f.row, _facts.derive(f, as_of=as_of)) for f in facts]
-    return {"as_of": as_of.isoformat(), **_facts.summarise(rows)}
+        frame = _status_frame.status_frame(connection, as_of=as_of)
+    return {"as_of": as_of.isoformat(), **_status_frame.summarise(frame)}
 
 
 def _withdrawn(status: ParticipantStatus) -> bool:
@@ -739,26 +738,23 @@ def search_participants(
 
     Notes
     -----
-    Statuses are derived on the fly, so filtering on them reads the facts of every
-    participant of the site (or of the registry).
+    Filters use every participant's statuses derived set-wise (``_status_frame``); only the
+    returned page is derived, with reasons, by the pure functions.
     """
-    p = m.Participant
-    ids = select(p.participant_id).order_by(p.participant_id)
-    if site_id is not None:
-        ids = ids.where(p.site_id == site_id)
     with registry.engine.connect() as connection:
-        wanted = list(connection.execute(ids).scalars())
-        facts = _facts.load_facts(connection, wanted) if wanted else []
-    matches = []
-    for fact in facts:
-        status = _facts.derive(fact, as_of=as_of)
-        if enrolment_status is not None and status.enrolment.value != enrolment_status:
-            continue
-        if withdrawn is not None and _withdrawn(status) != withdrawn:
-            continue
-        matches.append((fact, status))
-    page = matches[offset : offset + limit]
-    return [_summary(fact, status) for fact, status in page], len(matches)
+        frame = _status_frame.status_frame(connection, as_of=as_of)
+        keep = np.ones(len(frame), dtype=bool)
+        if site_id is not None:
+            keep &= (frame["site_id"] == site_id).to_numpy()
+        if enrolment_status is not None:
+            keep &= (frame["enrolment"] == enrolment_status.label).to_numpy()
+        if withdrawn is not None:
+            left = frame["withdrawal"] != WithdrawalStatus.NOT_WITHDRAWN.value
+            keep &= (left == withdrawn).to_numpy()
+        matches = frame.index[keep]
+        page = list(matches[offset : offset + limit])
+        facts = _facts.load_facts(connection, page) if page else []
+    return [_summary(fact, _facts.derive(fact, as_of=as_of)) for fact in facts], len(matches)
 
 
 def list_consents(registry: Registry, participant_id: str) -> list[dict]:
