@@ -12,7 +12,7 @@ base="${OPENCOHORT_PG_DIR:-/tmp/opencohort-pg}"
 database="${OPENCOHORT_PG_DB:-opencohort_test}"
 data="$base/data"
 
-# Parallel test workers may call this at once: one at a time.
+# Parallel test workers may call this at once: one at a time (the server must not inherit the lock).
 exec 9>"$base.lock"
 flock 9
 
@@ -67,7 +67,7 @@ if ! as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         echo "$port" >"$base/port"
     fi
     as_owner "$bin/pg_ctl" -D "$data" -l "$base/server.log" -w -t 60 \
-        -o "-h 127.0.0.1 -p $port -k $base -c fsync=off -c full_page_writes=off" start >&2
+        -o "-h 127.0.0.1 -p $port -k $base -c fsync=off -c full_page_writes=off" start >&2 9>&-
 fi
 
 exists=$("$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc \

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -172,32 +171,3 @@ def derive(facts: ParticipantFacts, *, as_of: date) -> ParticipantStatus:
     )
     ubr = ubr_categories(answers, as_of=row["sign_up_date"])
     return ParticipantStatus(enrolment, consents, withdrawal, genomic, ubr)
-
-
-def summarise(rows: list[tuple[dict, ParticipantStatus]]) -> dict:
-    """Count participants by enrolment status, site, consent, withdrawal and UBR category."""
-    enrolment: dict[str, int] = {status.label: 0 for status in EnrolmentStatus}
-    sites: dict[str, int] = defaultdict(int)
-    consents = {kind.value: {s.value: 0 for s in ConsentStatus} for kind in ConsentType}
-    withdrawal = {s.value: 0 for s in WithdrawalStatus}
-    ubr = {c.value: 0 for c in UbrCategory} | {"any": 0}
-    genomic = 0
-    for row, status in rows:
-        enrolment[status.enrolment.value.label] += 1
-        sites[row["site_id"] or "unpaired"] += 1
-        for kind, decision in status.consents.items():
-            consents[kind.value][decision.value.value] += 1
-        withdrawal[status.withdrawal.value.value] += 1
-        for category in status.ubr.value:
-            ubr[category.value] += 1
-        ubr["any"] += bool(status.ubr.value)
-        genomic += status.genomic.eligible
-    return {
-        "participants": len(rows),
-        "enrolment": enrolment,
-        "site": dict(sorted(sites.items())),
-        "consent": consents,
-        "withdrawal": withdrawal,
-        "ubr": ubr,
-        "genomic_eligible": genomic,
-    }
