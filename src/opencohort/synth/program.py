@@ -35,7 +35,6 @@ _SUMMARY_CATEGORIES = ("race_ethnicity", "sex_at_birth", "site_id", "ubr", "with
 _DOSAGE_STREAM = 7301
 
 
-
 def genome_eligible(batch: pd.DataFrame) -> pd.Series:
     """Who may be sequenced: primary and genomic consent, DNA received, not withdrawn."""
     return (
