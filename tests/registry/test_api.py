@@ -330,3 +330,18 @@ def test_consents__concurrent_writes_all_kept(api) -> None:
         codes = list(pool.map(post, range(12)))
     assert codes == [201] * 12 and _count(api, m.Consent) == 12
     assert api.get("/audit/verify", headers=_as(api, Role.ADMIN)).json()["ok"]
+
+
+def test_days_out_of_range__422_not_500(api) -> None:
+    """Days that status derivation cannot hold (pandas datetime64[ns]) are refused up front."""
+    ancient = api.post(
+        "/participants",
+        json={"participant_id": "P1", **ADULT, "birth_date": "1381-08-19"},
+        headers=_as(api, Role.SITE_STAFF),
+    )
+    assert ancient.status_code == 422 and ancient.json()["loc"] == ["body", "birth_date"]
+    far = api.get("/participants", params={"as_of": "9999-01-01"}, headers=_as(api, Role.CURATION))
+    assert far.status_code == 422 and far.json()["code"] == "invalid_request"
+    _enrol(api, "P2")
+    found = api.get("/participants", headers=_as(api, Role.CURATION))
+    assert found.status_code == 200 and found.json()["count"] == 1

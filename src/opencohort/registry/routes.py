@@ -24,7 +24,8 @@ from opencohort.registry.auth import Action, Principal, RegistryDep, require
 from opencohort.registry.service import StaleVersion
 from opencohort.registry.status import Applicant, EnrolmentStatus
 
-router = APIRouter()
+#: Every error has one body shape (``opencohort.web.errors``), whatever its 4xx status.
+router = APIRouter(responses={"4XX": {"model": s.ErrorPublic, "description": "Refused request"}})
 
 
 class PreconditionRequired(OpencohortError):
@@ -55,7 +56,7 @@ IdempotencyKey = Annotated[
 IfMatch = Annotated[
     str | None, Header(alias="If-Match", max_length=100, description="ETag of a GET.")
 ]
-AsOf = Annotated[date | None, Query(description="Day statuses are derived on (default today).")]
+AsOf = Annotated[s.Day | None, Query(description="Day statuses are derived on (default today).")]
 
 
 def _day(as_of: date | None) -> date:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import Enum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -23,6 +23,8 @@ Code = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^
 ParticipantId = Annotated[str, StringConstraints(pattern=r"^P[0-9]{1,15}$")]
 #: Free text without control characters.
 Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+#: A day statuses can be derived on (pandas datetime64[ns] holds 1677 to 2262).
+Day = Annotated[date, Field(ge=date(1900, 1, 1), le=date(2199, 12, 31))]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 #: Enrolment status labels, as a query parameter.
 EnrolmentLabel = Enum(
@@ -58,8 +60,8 @@ class ParticipantCreate(BaseModel):
     """An enrolment request: who applies, where, and the facts eligibility is checked on."""
 
     participant_id: ParticipantId
-    sign_up_date: date
-    birth_date: date
+    sign_up_date: Day
+    birth_date: Day
     site_id: Code | None = None
     origin: Literal["site", "self"] = "site"
     lives_in_us: bool = True
@@ -157,7 +159,7 @@ class ConsentCreate(BaseModel):
     consent_type: ConsentType
     version: Code
     status: Literal["submitted", "no", "not_sure", "invalid"]
-    authored: date
+    authored: Day
     document_sha256: Sha256
     signer: Code = "participant"
 
@@ -186,7 +188,7 @@ class SurveyCreate(BaseModel):
     """A completed survey module."""
 
     module: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
-    authored: date
+    authored: Day
 
 
 class SurveyPublic(_Out):
@@ -201,7 +203,7 @@ class SurveyPublic(_Out):
 class PhysicalMeasurementCreate(BaseModel):
     """One visit's physical measurements (means of the protocol's readings)."""
 
-    measured: date
+    measured: Day
     height_cm: float | None = _reading(0, 300)
     weight_kg: float | None = _reading(0, 700)
     waist_cm: float | None = _reading(0, 400)
@@ -231,7 +233,7 @@ class SampleCreate(BaseModel):
 
     sample_id: Code
     test_code: Code
-    received_date: date | None = None
+    received_date: Day | None = None
 
 
 class BiospecimenOrderCreate(BaseModel):
@@ -239,10 +241,10 @@ class BiospecimenOrderCreate(BaseModel):
 
     order_id: Code
     collection_method: Code
-    created_date: date
-    collected_date: date | None = None
-    processed_date: date | None = None
-    finalized_date: date | None = None
+    created_date: Day
+    collected_date: Day | None = None
+    processed_date: Day | None = None
+    finalized_date: Day | None = None
     samples: list[SampleCreate] = Field(min_length=1, max_length=50)
 
 
@@ -273,7 +275,7 @@ class WithdrawalCreate(BaseModel):
     """A withdrawal request (no_use, early_out) or a reinstatement (not_withdrawn)."""
 
     status: WithdrawalStatus
-    authored: date
+    authored: Day
     reason: Text = ""
 
 
@@ -281,7 +283,7 @@ class SuspensionCreate(BaseModel):
     """Suspend contact (no_contact) or lift the suspension (not_suspended)."""
 
     status: Literal["no_contact", "not_suspended"]
-    day: date
+    day: Day
 
 
 class SuspensionPublic(_Out):
@@ -297,7 +299,7 @@ class GenomicEventCreate(BaseModel):
     """The next step of a sample's sequencing workflow."""
 
     state: GenomicState
-    day: date
+    day: Day
     detail: Text = ""
 
 
@@ -350,3 +352,12 @@ class AuditReportPublic(_Out):
     broken_id: int | None
     problem: str
     last_sha256: str
+
+
+class ErrorPublic(BaseModel):
+    """The body of every error: a stable code, a message, the field path and extra facts."""
+
+    code: str
+    message: str
+    loc: list[str | int] | None
+    detail: Any
