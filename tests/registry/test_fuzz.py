@@ -118,7 +118,7 @@ def _fuzz(app, operation, token: str, targets: dict, mode: GenerationMode) -> No
     if_match = st.sampled_from(["*"]) | st.none() if "If-Match" in names else st.none()
 
     @given(data=st.data())
-    @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     def run(data) -> None:
         path = {k: v for k, v in ((k, data.draw(s)) for k, s in aimed.items()) if v is not None}
