@@ -101,6 +101,20 @@ def test_create_participant__refused_with_reasons_and_duplicate(api) -> None:
     assert unknown_site.status_code == 422 and unknown_site.json()["loc"] == ["site_id"]
 
 
+def test_create_participant__registry_assigns_ids_once_per_key(api) -> None:
+    headers = _as(api, Role.SITE_STAFF, **{"Idempotency-Key": "enrol-1"})
+    first = api.post("/participants", json=ADULT, headers=headers)
+    retry = api.post("/participants", json=ADULT, headers=headers)
+    other = api.post("/participants", json=ADULT, headers=_as(api, Role.SITE_STAFF))
+    assert first.status_code == retry.status_code == other.status_code == 201
+    pid = first.json()["participant_id"]
+    assert retry.json()["participant_id"] == pid != other.json()["participant_id"]
+    assert pid.startswith("P") and len(pid) == 10 and pid[1:].isdigit()
+    assert _count(api, m.Participant) == 2
+    read = api.get(f"/participants/{pid}", headers=_as(api, Role.CURATION))
+    assert read.status_code == 200 and read.json()["biobank_id"] == first.json()["biobank_id"]
+
+
 def test_idempotency_key__retry_replays_and_other_body_refused(api) -> None:
     _enrol(api, "P1")
     headers = _as(api, Role.PARTICIPANT_PORTAL, **{"Idempotency-Key": "k-1"})

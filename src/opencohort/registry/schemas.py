@@ -57,9 +57,13 @@ class BasicsAnswers(BaseModel):
 
 
 class ParticipantCreate(BaseModel):
-    """An enrolment request: who applies, where, and the facts eligibility is checked on."""
+    """An enrolment request: who applies, where, and the facts eligibility is checked on.
 
-    participant_id: ParticipantId
+    Leave ``participant_id`` out to have the registry assign one; give it only for records
+    moved over from an earlier system.
+    """
+
+    participant_id: ParticipantId | None = None
     sign_up_date: Day
     birth_date: Day
     site_id: Code | None = None

@@ -38,6 +38,8 @@ FeedError = _feed.FeedError
 ParticipantStatus = _facts.ParticipantStatus
 RESEARCH_ID_RANGE = (10_000_000, 100_000_000)
 BIOBANK_ID_RANGE = (100_000_000, 1_000_000_000)
+#: Digits of the participant ids the registry assigns ("P" + 9 digits, as the synthetic feed).
+PARTICIPANT_ID_RANGE = (100_000_000, 1_000_000_000)
 #: Actor recorded in the audit log when the caller names none (the command line, scripts).
 SYSTEM_ACTOR = "system"
 #: Fields of a withdrawn participant that reads may still return (the reference program's
@@ -227,12 +229,27 @@ def _file_digests(feed_dir: Path) -> dict[str, str]:
     return digests
 
 
+def _is_registered(connection: Connection, participant_id: str) -> bool:
+    query = select(m.Participant.participant_id).where(
+        m.Participant.participant_id == participant_id
+    )
+    return connection.execute(query).first() is not None
+
+
+def _free_participant_id(connection: Connection, rng: np.random.Generator) -> str:
+    """Draw random participant ids until one is not registered."""
+    while True:
+        drawn = f"P{rng.integers(*PARTICIPANT_ID_RANGE)}"
+        if not _is_registered(connection, drawn):
+            return drawn
+
+
 def enrol(
     registry: Registry,
     applicant: Applicant,
     *,
-    participant_id: str,
     sign_up_date: date,
+    participant_id: str | None = None,
     site_id: str | None = None,
     origin: str = "site",
     answers: Mapping[str, object] | None = None,
@@ -240,6 +257,9 @@ def enrol(
     actor: str = SYSTEM_ACTOR,
 ) -> str:
     """Register a new participant after checking enrolment eligibility on `sign_up_date`.
+
+    The registry assigns a free random participant id unless `participant_id` names one
+    (records moved over from an earlier system keep theirs). Returns the participant id.
 
     Raises
     ------
@@ -253,14 +273,15 @@ def enrol(
     verdict = enrolment_eligibility(applicant, as_of=sign_up_date)
     if not verdict.eligible:
         raise EnrolmentRefused(verdict.reasons)
-    if not (participant_id.startswith("P") and participant_id[1:].isdigit()):
+    if participant_id is not None and not (
+        participant_id.startswith("P") and participant_id[1:].isdigit()
+    ):
         raise InputError(f"'{participant_id}' is not P followed by digits", field="participant_id")
+    rng = np.random.default_rng(seed)
     with registry.engine.begin() as connection:
-        if connection.execute(
-            select(m.Participant.participant_id).where(
-                m.Participant.participant_id == participant_id
-            )
-        ).first():
+        if participant_id is None:
+            participant_id = _free_participant_id(connection, rng)
+        elif _is_registered(connection, participant_id):
             raise AlreadyExists(f"{participant_id} is already registered", field="participant_id")
         site = select(m.Site.site_id).where(m.Site.site_id == site_id)
         if site_id is not None and not connection.execute(site).first():
@@ -268,7 +289,7 @@ def enrol(
         unknown = sorted(set(answers or {}) - set(UPDATABLE_FIELDS) - {"site_id"})
         if unknown:
             raise InputError(f"not Basics answers: {', '.join(unknown)}", field="answers")
-        ids = _draw_ids(connection, 1, np.random.default_rng(seed)).iloc[0]
+        ids = _draw_ids(connection, 1, rng).iloc[0]
         row = {
             "participant_id": participant_id,
             "research_id": int(ids["research_id"]),
