@@ -69,7 +69,7 @@ def _register_areas() -> None:
     from opencohort.genomics.cli import genomics
     from opencohort.ingest.cli import ingest
     from opencohort.registry.cli import registry
-    from opencohort.release.cli import curate, release
+    from opencohort.release.cli import curate, release, retract
     from opencohort.synth.cli import synth
     from opencohort.vocab.cli import vocab
     from opencohort.web.cli import serve
@@ -83,6 +83,7 @@ def _register_areas() -> None:
     app.add_typer(genomics, name="genomics")
     app.add_typer(curate, name="curate")
     app.add_typer(release, name="release")
+    app.command(name="retract")(retract)
 
 
 def main() -> None:

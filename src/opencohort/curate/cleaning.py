@@ -324,6 +324,17 @@ class WithdrawnParticipants(_ExcludedPeople):
 
 
 @register
+class RetractedParticipants(_ExcludedPeople):
+    """Remove every row of participants named in a retraction of a published release."""
+
+    id = "retracted_participants"
+    purpose = "Remove all data of persons a release retraction names."
+    reads = writes = PERSON_TABLES
+    implements = "issue 4; opencohort retract"
+    fact, excluded_if = "retracted", True
+
+
+@register
 class PrimaryConsent(_ExcludedPeople):
     """Remove every row of people without a current primary consent."""
 
@@ -414,6 +425,7 @@ CLEANING_STAGES: dict[str, tuple[str, ...]] = {
         "non_matching_participants",
         "ehr_consent",
         "withdrawn_participants",
+        "retracted_participants",
         "primary_consent",
         "birth_year_sanity",
         "events_before_birth",

@@ -44,9 +44,10 @@ class Context:
 
     ``people`` has one row per registry participant, indexed by the site person number
     (``person_id`` before de-identification) with columns participant_id, research_id,
-    date_shift_days, birth_date (day number), ehr_consent (bool), no_use (bool), death_date
-    (day number or NA), state and race_ethnicity. ``identity_drops`` lists (src_id, person_id)
-    pairs whose rows identity matching drops; ``site_states`` maps site id to state;
+    date_shift_days, birth_date (day number), ehr_consent (bool), no_use (bool), retracted
+    (bool: named in a retraction), death_date (day number or NA), state and race_ethnicity.
+    ``identity_drops`` lists (src_id, person_id) pairs whose rows identity matching drops;
+    ``site_states`` maps site id to state;
     ``ehr_sites`` lists (person_id, src_id) pairs of who sent EHR for whom (filled after
     cleaning); ``cutoff`` is the submission cut-off as a day number; ``tier`` is the tier being
     built (``both`` before the tiers).

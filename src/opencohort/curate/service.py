@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -29,12 +29,15 @@ from opencohort.curate.rules import (
     build_pipeline,
     run_stage,
 )
+from opencohort.errors import InputError, NotFound
 from opencohort.ingest import (
+    Submission,
     latest_submission,
     match_identities,
     read_submission,
     registry_identities,
     site_identities,
+    submissions,
 )
 
 
@@ -73,7 +76,23 @@ class Sources:
     snapshot: dict
 
 
-def gather(home: Home, *, cutoff: date, people: pd.DataFrame | None = None) -> Sources:
+def _submission(home: Home, site: str, pinned: Mapping[str, str] | None) -> Submission:
+    if pinned is None:
+        return latest_submission(home, site)
+    for stored in submissions(home, site):
+        if stored.submission_id == pinned[site]:
+            return stored
+    raise NotFound(f"site {site} has no stored submission {pinned[site]} in {home.raw}")
+
+
+def gather(
+    home: Home,
+    *,
+    cutoff: date,
+    people: pd.DataFrame | None = None,
+    pinned: Mapping[str, str] | None = None,
+    retract: Collection[str] = (),
+) -> Sources:
     """Read registry facts and the latest stored submission of every site into frames.
 
     Parameters
@@ -84,20 +103,37 @@ def gather(home: Home, *, cutoff: date, people: pd.DataFrame | None = None) -> S
         Submission cut-off date (events after it are removed; consents as of it).
     people
         Registry facts (from :func:`opencohort.curate.facts.read_facts`); default: read them.
+    pinned
+        Site id -> submission id to use instead of each site's latest (only these sites).
+    retract
+        Participant ids whose data the ``retracted_participants`` rule removes.
 
     Returns
     -------
     Sources
         Frames (EHR tables with a ``src_id`` column, the person and demographics tables from
         the registry), the context, and the snapshot (each submission id and checksum).
+
+    Raises
+    ------
+    InputError
+        If a participant id in `retract` is not in the registry.
+    NotFound
+        If a pinned submission is not in the raw store.
     """
     facts, site_states = read_facts(home, as_of=cutoff)
     if people is not None:
         facts = people
+    unknown = sorted(set(retract) - set(facts["participant_id"]))
+    if unknown:
+        raise InputError(f"not in the registry: {', '.join(unknown)}", field="participant_id")
+    facts = facts.assign(retracted=facts["participant_id"].isin(set(retract)))
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in EHR_TABLES}
     drops, snapshot = [], []
     ehr_root = home.raw / "ehr"
     sites = sorted(p.name for p in ehr_root.iterdir() if p.is_dir()) if ehr_root.is_dir() else []
+    if pinned is not None:
+        sites = sorted(pinned)
     identity = read_identifiers(home)
     registry = registry_identities(
         facts.reset_index()[["participant_id", "zip", "sex_at_birth"]]
@@ -107,7 +143,7 @@ def gather(home: Home, *, cutoff: date, people: pd.DataFrame | None = None) -> S
         .merge(identity, on="participant_id", how="left")
     )
     for site in sites:
-        submission = latest_submission(home, site)
+        submission = _submission(home, site, pinned)
         snapshot.append({"site_id": site, "submission_id": submission.submission_id,
                          "content_sha256": submission.content_sha256})  # fmt: skip
         _, tables = read_submission(submission)

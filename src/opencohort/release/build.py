@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from opencohort.curate._omop import field_types, folder
 from opencohort.errors import ConfigError, ReleaseError
 from opencohort.release.manifest import write_manifest
 from opencohort.release.privacy import scan_frames
+from opencohort.release.read import read_release
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ARROW = {
@@ -30,9 +33,28 @@ _ARROW = {
 }
 
 
+#: File in a release's sandbox listing the participant ids its retraction left out.
+RETRACTED = "retracted.json"
+
+
+@dataclass(frozen=True)
+class Retraction:
+    """A rebuild of published `release` without the named participants."""
+
+    release: str
+    participant_ids: tuple[str, ...]
+    reason: str
+
+
 def sandbox_dir(home: Home, name: str) -> Path:
     """Where the rows a release's rules removed or changed are kept (beside the release)."""
     return home.root / "sandbox" / name
+
+
+def retracted_ids(home: Home, name: str) -> tuple[str, ...]:
+    """Participant ids release `name` was built without by retraction (kept beside it)."""
+    path = sandbox_dir(home, name) / RETRACTED
+    return tuple(json.loads(path.read_text())) if path.is_file() else ()
 
 
 def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
@@ -72,6 +94,7 @@ def build_release(
     cutoff: date | None = None,
     policy: Policy | None = None,
     on_rule: Callable[[str, Rule], None] | None = None,
+    retraction: Retraction | None = None,
 ) -> dict:
     """Build release `name` from the home's latest submissions and registry, then publish it.
 
@@ -87,17 +110,23 @@ def build_release(
         Which rules run (default: cleaning stages and :data:`opencohort.curate.TIER_POLICY`).
     on_rule
         Called with (stage name, rule) before each rule runs.
+    retraction
+        Rebuild an earlier release instead: its cut-off and submissions, today's registry
+        (so later withdrawals leave too), without the named participants nor those the
+        earlier release was itself retracted for. The ids are kept in the sandbox (the
+        manifest only counts them).
 
     Returns
     -------
     dict
         The manifest: name, created, cutoff, source snapshot, rule log, row counts per tier
-        and table, and the sha256 of every file.
+        and table, the retraction (release, reason, participant count) if any, and the
+        sha256 of every file.
 
     Raises
     ------
     ConfigError
-        If `name` is not a valid release name.
+        If `name` is not a valid release name, or both `cutoff` and `retraction` are given.
     ReleaseError
         If a release of that name exists, or the privacy scan finds a direct identifier
         (nothing is published then).
@@ -120,6 +149,16 @@ def build_release(
     final = home.releases / name
     if final.exists():
         raise ReleaseError(f"release {name} exists and releases are immutable; choose a new name")
+    pinned, record, left_out = None, {}, []
+    if retraction is not None:
+        if cutoff is not None:
+            raise ConfigError("a retraction uses the retracted release's cut-off; give no cutoff")
+        earlier = read_release(home, retraction.release).manifest
+        cutoff = date.fromisoformat(earlier["cutoff"])
+        pinned = {s["site_id"]: s["submission_id"] for s in earlier["source"]["submissions"]}
+        left_out = sorted({*retraction.participant_ids, *retracted_ids(home, retraction.release)})
+        record = {"retraction": {"release": retraction.release, "reason": retraction.reason,
+                                 "participants": len(left_out)}}  # fmt: skip
     cutoff = cutoff or datetime.now(UTC).date()
     home.releases.mkdir(parents=True, exist_ok=True)
     staging = home.releases / f".building-{name}-{os.getpid()}"
@@ -127,7 +166,7 @@ def build_release(
     for stale in (staging, sandbox):
         shutil.rmtree(stale, ignore_errors=True)
     try:
-        sources = gather(home, cutoff=cutoff)
+        sources = gather(home, cutoff=cutoff, pinned=pinned, retract=left_out)
         registry_snapshot = datetime.now(UTC).isoformat()
         tiers, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule)
         labelled = {
@@ -156,8 +195,12 @@ def build_release(
                 "tiers": [t.value for t in (Tier.REGISTERED, Tier.CONTROLLED)],
                 "rule_log": log,
                 "row_counts": counts,
+                **record,
             },
         )
+        if retraction is not None:
+            sandbox.mkdir(parents=True, exist_ok=True)
+            (sandbox / RETRACTED).write_text(json.dumps(left_out) + "\n")
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

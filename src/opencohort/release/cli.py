@@ -1,4 +1,4 @@
-"""``opencohort release`` (list, show, verify) and ``opencohort curate run`` (build a release)."""
+"""``opencohort release`` (list, show, verify, diff), ``curate run`` and ``retract``."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from rich.table import Table
 from opencohort.config import HOME_ENV, find_home
 from opencohort.curate.cli import curate
 from opencohort.release.build import build_release
+from opencohort.release.diff import diff_releases
 from opencohort.release.read import list_releases, read_release
+from opencohort.release.retract import retract as retract_release
 
-release = typer.Typer(help="Releases: list, show and verify.", no_args_is_help=True)
+release = typer.Typer(help="Releases: list, show, verify and diff.", no_args_is_help=True)
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar=HOME_ENV, help="Program home (default: nearest above cwd)."),
@@ -35,11 +37,16 @@ def list_(home: HomeOption = None, as_json: JsonOutput = False) -> None:
         console.print_json(json.dumps(rows))
         return
     table = Table(title="releases")
-    for column in ("name", "created", "registered persons", "controlled persons"):
+    for column in ("name", "created", "registered persons", "controlled persons", "retraction"):
         table.add_column(column)
     for r in rows:
         p = r["persons"]
-        table.add_row(r["name"], r["created"], str(p.get("registered")), str(p.get("controlled")))
+        note = " ".join(
+            filter(None, [r["retracts"] and f"rebuilds {r['retracts']}",
+                          r["superseded_by"] and f"superseded by {r['superseded_by']}"])
+        )  # fmt: skip
+        table.add_row(r["name"], r["created"], str(p.get("registered")),
+                      str(p.get("controlled")), note)  # fmt: skip
     console.print(table)
 
 
@@ -62,32 +69,42 @@ def verify(name: str, home: HomeOption = None) -> None:
     Console().print(f"release {found.name}: {len(found.manifest['files'])} files verified")
 
 
-@curate.command("run")
-def run(
-    release: Annotated[str, typer.Option("--release", help="Name of the new release.")],
-    cutoff: Annotated[
-        str | None, typer.Option(help="Submission cut-off YYYY-MM-DD (default: today).")
-    ] = None,
-    home: HomeOption = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-) -> None:
-    """Build release NAME from the latest submissions and the registry."""
-    when = date.fromisoformat(cutoff) if cutoff else None
-    with Progress(
+@release.command("diff")
+def diff(old: str, new: str, home: HomeOption = None, as_json: JsonOutput = False) -> None:
+    """Show participants, rows and concepts added or removed from release OLD to NEW."""
+    found = find_home(home)
+    change = diff_releases(read_release(found, old), read_release(found, new))
+    console = Console()
+    if as_json:
+        console.print_json(json.dumps(change))
+        return
+    for tier, part in change["tiers"].items():
+        p = part["persons"]
+        console.print(f"[bold]{tier}[/bold]: persons +{p['added']} -{p['removed']} "
+                      f"({p['kept']} in both)")  # fmt: skip
+        table = Table(title=f"{old} -> {new}, {tier}")
+        for column in ("table", old, new, "rows +/-", "concepts added", "concepts removed"):
+            table.add_column(column)
+        for name, entry in part["tables"].items():
+            before, after = entry["rows"]
+            added = sum(len(c["added"]) for c in entry["concepts"].values())
+            removed = sum(len(c["removed"]) for c in entry["concepts"].values())
+            table.add_row(name, str(before), str(after), f"{after - before:+d}",
+                          str(added), str(removed))  # fmt: skip
+        console.print(table)
+
+
+def _progress(no_progress: bool) -> Progress:
+    return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
         disable=no_progress or not sys.stderr.isatty(),
-    ) as bar:
-        task = bar.add_task("gathering", total=None)
-        manifest = build_release(
-            find_home(home),
-            release,
-            cutoff=when,
-            on_rule=lambda stage, rule: bar.update(task, description=f"{stage}: {rule.id}"),
-        )
+    )
+
+
+def _published(manifest: dict, as_json: bool) -> None:
     console = Console()
     summary = {"name": manifest["name"], "row_counts": manifest["row_counts"]}
     if as_json:
@@ -96,3 +113,49 @@ def run(
     for tier, counts in manifest["row_counts"].items():
         console.print(f"{tier}: {counts.get('person', 0)} persons, {sum(counts.values())} rows")
     console.print(f"published release {manifest['name']}")
+
+
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress.")]
+
+
+def retract(
+    participant_ids: Annotated[list[str], typer.Argument(help="Participant ids (P...).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why they are retracted (recorded).")],
+    name: Annotated[
+        str | None, typer.Option("--release", help="New release name (default: LATEST.k).")
+    ] = None,
+    home: HomeOption = None,
+    no_progress: NoProgress = False,
+    as_json: JsonOutput = False,
+) -> None:
+    """Rebuild the latest release without the named participants, as a new release."""
+    with _progress(no_progress) as bar:
+        task = bar.add_task("gathering", total=None)
+        manifest = retract_release(
+            find_home(home), participant_ids, reason=reason, name=name,
+            on_rule=lambda stage, rule: bar.update(task, description=f"{stage}: {rule.id}"),
+        )  # fmt: skip
+    _published(manifest, as_json)
+
+
+@curate.command("run")
+def run(
+    release: Annotated[str, typer.Option("--release", help="Name of the new release.")],
+    cutoff: Annotated[
+        str | None, typer.Option(help="Submission cut-off YYYY-MM-DD (default: today).")
+    ] = None,
+    home: HomeOption = None,
+    no_progress: NoProgress = False,
+    as_json: JsonOutput = False,
+) -> None:
+    """Build release NAME from the latest submissions and the registry."""
+    when = date.fromisoformat(cutoff) if cutoff else None
+    with _progress(no_progress) as bar:
+        task = bar.add_task("gathering", total=None)
+        manifest = build_release(
+            find_home(home),
+            release,
+            cutoff=when,
+            on_rule=lambda stage, rule: bar.update(task, description=f"{stage}: {rule.id}"),
+        )
+    _published(manifest, as_json)

@@ -24,8 +24,8 @@ class Release:
         """Table names of a tier (``registered`` or ``controlled``)."""
         return sorted(self.manifest["row_counts"][tier])
 
-    def table(self, tier: str, name: str) -> pd.DataFrame:
-        """Read one table of one tier.
+    def table(self, tier: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Read one table of one tier (only `columns` when given).
 
         Raises
         ------
@@ -33,12 +33,16 @@ class Release:
             If the tier has no such table.
         """
         for path in sorted((self.path / tier).glob(f"*/{name}.parquet")):
-            return pd.read_parquet(path)
+            return pd.read_parquet(path, columns=columns)
         raise NotFound(f"release {self.name} has no table {name} in tier {tier}")
 
 
 def list_releases(home: Home) -> list[dict]:
-    """Name, created time and row totals of every published release, oldest first."""
+    """Name, created time, person counts and retractions of every release, oldest first.
+
+    ``retracts`` names the release a retraction rebuilt; ``superseded_by`` the rebuild that
+    retracted this one (None when neither).
+    """
     out = []
     if not home.releases.is_dir():
         return out
@@ -51,8 +55,12 @@ def list_releases(home: Home) -> list[dict]:
                 "name": manifest["name"],
                 "created": manifest["created"],
                 "persons": {t: c.get("person", 0) for t, c in manifest["row_counts"].items()},
+                "retracts": manifest.get("retraction", {}).get("release"),
             }
         )
+    superseded = {r["retracts"]: r["name"] for r in out if r["retracts"]}
+    for r in out:
+        r["superseded_by"] = superseded.get(r["name"])
     return sorted(out, key=lambda r: r["created"])
 
 
