@@ -19,5 +19,5 @@ def test_release_cli__run_list_show_verify(home, r1):
     assert listed.exit_code == 0 and "CLI1" in listed.output
     shown = runner.invoke(release, ["show", "R1", "--json", *home_opt])
     assert shown.exit_code == 0 and "row_counts" in shown.output
-    verified = runner.invoke(release, ["verify", "CLI1", *home_opt])
-    assert verified.exit_code == 0 and "verified" in verified.output
+    verified = runner.invoke(release, ["check", "CLI1", *home_opt])
+    assert verified.exit_code == 0 and "pass" in verified.output

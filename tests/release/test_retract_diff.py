@@ -8,12 +8,10 @@ import shutil
 import pandas as pd
 import pytest
 import typer
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from opencohort.errors import InputError
 from opencohort.ingest import ingest_site
-from opencohort.registry import Base, open_registry
 from opencohort.release import diff_releases, list_releases, read_release, retract
 from opencohort.release.build import retracted_ids
 from opencohort.release.cli import release
@@ -24,21 +22,11 @@ from opencohort.release.manifest import verify
 TIERS = ("registered", "controlled")
 
 
-def _ids(home) -> pd.DataFrame:
-    participant = Base.metadata.tables["participant"]
-    registry = open_registry(home.registry_url)
-    try:
-        with registry.engine.connect() as con:
-            return pd.read_sql(select(participant.c.participant_id, participant.c.research_id), con)
-    finally:
-        registry.close()
-
-
 @pytest.fixture(scope="module")
-def retracted(home, r1, release_program, tmp_path_factory):
+def retracted(home, r1, release_program, tmp_path_factory, registry_ids):
     """R1.1: R1 retracted for two persons in both tiers, after a site sent a new submission."""
     registered = set(read_release(home, "R1").table("registered", "person")["person_id"])
-    ids = _ids(home)
+    ids = registry_ids()
     chosen = ids[ids["research_id"].isin(registered)].head(2)
     site = sorted(p.name for p in (release_program / "ehr").iterdir())[0]
     folder = tmp_path_factory.mktemp("resent") / site
@@ -115,11 +103,11 @@ def test_release_cli__diff_json_and_table(home, retracted):
     assert table.exit_code == 0 and "persons +0 -2" in table.output
 
 
-def test_retract_cli__rebuilds_latest_keeping_earlier_retractions(home, retracted):
+def test_retract_cli__rebuilds_latest_keeping_earlier_retractions(home, retracted, registry_ids):
     app = typer.Typer()
     app.command()(retract_command)
     person = read_release(home, "R1.1").table("controlled", "person")["person_id"]
-    ids = _ids(home)
+    ids = registry_ids()
     pid = ids.loc[ids["research_id"] == person.iloc[-1], "participant_id"].iloc[0]
     done = CliRunner().invoke(app, [pid, "--reason", "duplicate enrolment", "--release", "R1.2",
                                     "--no-progress", "--home", str(home.root)])  # fmt: skip

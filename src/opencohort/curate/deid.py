@@ -203,6 +203,16 @@ class DateShift(Rule):
         return changing(frames, new)
 
 
+def ages_on(birth: pd.Series, day: int) -> np.ndarray:
+    """Whole years of age on `day` of people born on `birth` (both day numbers)."""
+    born = pd.to_datetime(birth.astype("float64"), unit="D")
+    on = pd.Timestamp(np.datetime64(day, "D"))
+    before_birthday = (born.dt.month > on.month) | (
+        (born.dt.month == on.month) & (born.dt.day > on.day)
+    )
+    return (on.year - born.dt.year - before_birthday.astype(int)).to_numpy()
+
+
 @register
 class AgeCap(Rule):
     """Remove participants aged 89 or more at the cut-off."""
@@ -216,17 +226,8 @@ class AgeCap(Rule):
 
     def apply(self, frames, ctx):
         people = ctx.by_research_id
-        birth = pd.to_datetime(people["birth_date"].astype("float64"), unit="D")
-        cutoff = pd.Timestamp(np.datetime64(ctx.cutoff, "D"))
-        age = (
-            cutoff.year
-            - birth.dt.year
-            - (
-                (birth.dt.month > cutoff.month)
-                | ((birth.dt.month == cutoff.month) & (birth.dt.day > cutoff.day))
-            ).astype(int)
-        )
-        old = people.index[(age >= MAX_AGE).to_numpy()].astype("float64")
+        age = ages_on(people["birth_date"], ctx.cutoff)
+        old = people.index[age >= MAX_AGE].astype("float64")
         return dropping(
             frames,
             {t: f["person_id"].astype("float64").isin(old).to_numpy() for t, f in frames.items()},

@@ -1,4 +1,4 @@
-"""``opencohort release`` (list, show, verify, diff), ``curate run`` and ``retract``."""
+"""``opencohort release`` (list, show, check, diff), ``curate run`` and ``retract``."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from rich.table import Table
 from opencohort.config import HOME_ENV, find_home
 from opencohort.curate.cli import curate
 from opencohort.release.build import build_release
+from opencohort.release.check import check_release
 from opencohort.release.diff import diff_releases
 from opencohort.release.read import list_releases, read_release
 from opencohort.release.retract import retract as retract_release
 
-release = typer.Typer(help="Releases: list, show, verify and diff.", no_args_is_help=True)
+release = typer.Typer(help="Releases: list, show, check and diff.", no_args_is_help=True)
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar=HOME_ENV, help="Program home (default: nearest above cwd)."),
@@ -62,11 +63,16 @@ def show(name: str, home: HomeOption = None, as_json: JsonOutput = False) -> Non
     Console().print_json(json.dumps(summary)) if as_json else Console().print(summary)
 
 
-@release.command("verify")
-def verify(name: str, home: HomeOption = None) -> None:
-    """Verify every file of a release against its manifest's sha256 (exit 1 if not intact)."""
-    found = read_release(find_home(home), name)
-    Console().print(f"release {found.name}: {len(found.manifest['files'])} files verified")
+@release.command("check")
+def check(name: str, home: HomeOption = None) -> None:
+    """Check checksums, cross-tier invariants and the privacy scan (exit 1 on any problem)."""
+    problems = check_release(find_home(home), name)
+    console = Console()
+    for problem in problems:
+        console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"release {name}: checksums, cross-tier invariants and privacy scan pass")
 
 
 @release.command("diff")

@@ -1,0 +1,212 @@
+"""``release check``: a published release's checksums, cross-tier invariants and privacy scan.
+
+Every check returns problems as sentences (empty when it passes); a release passes only
+when all of them are empty. Values are never quoted, only where they are and how many.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from opencohort.config import Home
+from opencohort.curate import read_identifiers
+from opencohort.curate._omop import date_columns, primary_key
+from opencohort.curate.deid import MAX_AGE, ages_on
+from opencohort.errors import ReleaseError
+from opencohort.ingest import read_submission, submissions
+from opencohort.registry import curation_export, open_registry
+from opencohort.release.privacy import scan_frames
+from opencohort.release.read import Release, read_release
+
+REGISTERED, CONTROLLED = "registered", "controlled"
+_ZIP5 = re.compile(r"(?<!\d)(\d{5})(?:-\d{4})?(?!\d)")
+
+
+def _days(values: pd.Series) -> np.ndarray:
+    """Dates or timestamps as float day numbers (NaN where missing)."""
+    stamps = pd.to_datetime(values, errors="coerce")
+    return ((stamps - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400).to_numpy()
+
+
+def _frames(release: Release) -> dict[str, pd.DataFrame]:
+    return {f"{tier}/{table}": release.table(tier, table)
+            for tier in (REGISTERED, CONTROLLED) for table in release.tables(tier)}  # fmt: skip
+
+
+def cross_tier(release: Release, people: pd.DataFrame) -> list[str]:
+    """Problems with the invariants that tie the two tiers together.
+
+    Parameters
+    ----------
+    release
+        The release.
+    people
+        The registry's participants: research_id, date_shift_days and no_use (bool).
+    """
+    frames, problems = _frames(release), []
+    persons = {t: set(frames[f"{t}/person"]["person_id"]) for t in (REGISTERED, CONTROLLED)}
+    if not persons[REGISTERED] <= persons[CONTROLLED]:
+        n = len(persons[REGISTERED] - persons[CONTROLLED])
+        problems.append(f"{n} registered persons are not in the controlled tier")
+    withdrawn = set(people.loc[people["no_use"], "research_id"])
+    for label, frame in frames.items():
+        if "person_id" not in frame:
+            continue
+        ids = set(frame["person_id"].dropna())
+        if stray := ids - persons[label.split("/")[0]]:
+            problems.append(f"{label}: {len(stray)} person ids not in that tier's person table")
+        if gone := ids & withdrawn:
+            problems.append(f"{label}: {len(gone)} withdrawn participants (run 'opencohort "
+                            "retract' to rebuild without them)")  # fmt: skip
+    control = frames[f"{CONTROLLED}/person"]
+    cutoff = (date.fromisoformat(release.manifest["cutoff"]) - date(1970, 1, 1)).days
+    old = ages_on(pd.Series(_days(control["birth_datetime"])), cutoff) >= MAX_AGE
+    aged = set(control.loc[old, "person_id"])
+    if aged & persons[REGISTERED]:
+        problems.append(f"{len(aged & persons[REGISTERED])} registered persons are {MAX_AGE}+")
+    if missing := persons[CONTROLLED] - persons[REGISTERED] - aged:
+        problems.append(f"{len(missing)} controlled persons under {MAX_AGE} are not registered")
+    shift = people.set_index("research_id")["date_shift_days"].astype("float64")
+    for table in release.tables(REGISTERED):
+        problems += _shifted(table, frames, shift)
+    return problems
+
+
+def _shifted(table: str, frames: dict[str, pd.DataFrame], shift: pd.Series) -> list[str]:
+    """Problems where a registered date is not the controlled date minus the person's shift."""
+    key, columns = primary_key(table), date_columns(table)
+    if table == "person":  # controlled keeps the year of birth only
+        return []
+    registered, controlled = frames[f"{REGISTERED}/{table}"], frames.get(f"{CONTROLLED}/{table}")
+    if not key or not columns or controlled is None or "person_id" not in registered:
+        return []
+    on = [key] if key == "person_id" else [key, "person_id"]
+    both = registered.merge(controlled, on=on, suffixes=("_r", "_c"))
+    if len(both) != len(registered):
+        return [f"{REGISTERED}/{table}: {len(registered) - len(both)} rows have no controlled "
+                f"row of the same {key} and person"]  # fmt: skip
+    days = shift.reindex(both["person_id"].astype("float64")).to_numpy()
+    problems = []
+    for column in columns:
+        r, c = _days(both[f"{column}_r"]), _days(both[f"{column}_c"])
+        wrong = (np.isnan(r) != np.isnan(c)) | (np.abs(r - (c - days)) > 1e-6)
+        if n := int(np.nansum(wrong)):
+            problems.append(f"{REGISTERED}/{table}.{column}: {n} dates are not the "
+                            "controlled date minus the person's shift")  # fmt: skip
+    return problems
+
+
+#: PII table -> (its column, the registry identity column it holds).
+_PII = {"pii_name": (("first_name", "first_name"), ("middle_name", "middle_name"),
+                     ("last_name", "last_name")),
+        "pii_email": (("email", "email"),), "pii_phone_number": (("phone_number", "phone"),),
+        "pii_mrn": (("mrn", "mrn"),)}  # fmt: skip
+_IDENTITY = ("first_name", "middle_name", "last_name", "email", "phone", "mrn",
+             "street_address", "ssn")  # fmt: skip
+
+
+def _site_identities(tables: dict) -> pd.DataFrame:
+    """One row per person of a submission's PII files, in the registry's identity columns."""
+    people = pd.DataFrame({"person_id": pd.Series(dtype="Int64")})
+    for table, columns in _PII.items():
+        if table in tables:
+            frame = tables[table].frame.drop_duplicates("person_id")
+            renamed = frame[["person_id", *(c for c, _ in columns)]].rename(columns=dict(columns))
+            people = people.merge(renamed, on="person_id", how="outer")
+    if "pii_address" in tables and "location" in tables:
+        where = tables["location"].frame[["location_id", "address_1"]]
+        address = tables["pii_address"].frame.merge(where, on="location_id")
+        address = address.drop_duplicates("person_id")[["person_id", "address_1"]]
+        people = people.merge(address.rename(columns={"address_1": "street_address"}),
+                              on="person_id", how="outer")  # fmt: skip
+    return people.reindex(columns=list(_IDENTITY)).astype("string")
+
+
+def raw_identifiers(home: Home) -> tuple[pd.DataFrame, set[str]]:
+    """Direct identifiers and ZIP5s in every stored site submission (all kept in ``raw/``).
+
+    Returns
+    -------
+    identifiers : pandas.DataFrame
+        One row per person and submission, in the registry's identity columns (see
+        `scan_frames`), from the PII files.
+    zips : set of str
+        Five-digit ZIP codes of the submissions' locations.
+    """
+    parts = [pd.DataFrame(columns=list(_IDENTITY), dtype="string")]
+    zips: set[str] = set()
+    ehr = home.raw / "ehr"
+    for site in sorted(p.name for p in ehr.iterdir() if p.is_dir()) if ehr.is_dir() else []:
+        for submission in submissions(home, site):
+            _, tables = read_submission(submission)
+            parts.append(_site_identities(tables))
+            if "location" in tables:
+                zips |= {z[:5] for z in tables["location"].frame["zip"].dropna().astype(str)}
+    return pd.concat(parts, ignore_index=True), zips
+
+
+def privacy(
+    release: Release, identifiers: pd.DataFrame, zips: set[str], birth: pd.Series
+) -> list[str]:
+    """Problems found scanning both tiers for direct identifiers, ZIP5s and birth dates.
+
+    Parameters
+    ----------
+    release
+        The release.
+    identifiers
+        Direct identifiers to look for (registry and raw PII; see `scan_frames`).
+    zips
+        Five-digit ZIP codes of the program's people and sites.
+    birth
+        Real birth dates (day numbers) by research id.
+    """
+    frames = _frames(release)
+    problems = [f"{h['table']}.{h['column']}: {h['values']} values hold a direct identifier"
+                for h in scan_frames(frames, identifiers)]  # fmt: skip
+    for label, frame in frames.items():
+        for name in frame.columns:
+            if frame[name].dtype != object:
+                continue
+            values = frame[name].dropna().astype(str).unique()
+            n = sum(any(z in zips for z in _ZIP5.findall(v)) for v in values)
+            if n:
+                problems.append(f"{label}.{name}: {n} values hold a five-digit ZIP")
+    person = frames[f"{REGISTERED}/person"]
+    if person[["month_of_birth", "day_of_birth"]].notna().any().any():
+        problems.append(f"{REGISTERED}/person: month or day of birth present")
+    real = birth.reindex(person["person_id"].astype("float64")).to_numpy()
+    if n := int(np.sum(_days(person["birth_datetime"]) == real)):
+        problems.append(f"{REGISTERED}/person.birth_datetime: {n} real (unshifted) birth dates")
+    return problems
+
+
+def check_release(home: Home, name: str) -> list[str]:
+    """Every problem with release `name`: checksums, cross-tier invariants, privacy scan.
+
+    Raises
+    ------
+    NotFound
+        If there is no release of that name.
+    """
+    try:
+        release = read_release(home, name)
+    except ReleaseError as exc:
+        return [str(exc)]
+    registry = open_registry(home.registry_url)
+    try:
+        export = curation_export(registry)
+    finally:
+        registry.close()
+    people, withdrawals = export["participants"], export["withdrawals"]
+    no_use = set(withdrawals.loc[withdrawals["status"] == "no_use", "participant_id"])
+    people = people.assign(no_use=people["participant_id"].isin(no_use))
+    raw, raw_zips = raw_identifiers(home)
+    identifiers = pd.concat([read_identifiers(home), raw], ignore_index=True)
+    zips = raw_zips | set(people["zip"].dropna().astype(str).str[:5])
+    birth = pd.Series(_days(people["birth_date"]), index=people["research_id"].astype("float64"))
+    return cross_tier(release, people) + privacy(release, identifiers, zips, birth)
