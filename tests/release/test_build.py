@@ -164,8 +164,10 @@ def test_scan_frames__finds_identifiers():
     )  # fmt: skip
     frame = pd.DataFrame(
         {"a": ["fine", "call 205.423.7813 now", "SSN 959253185", "Ada Lovelace, seen", None],
-         "b": ["x", "x", "x", "x", "ada@example.org"]}
+         "b": ["x", "x", "x", "x", "ada@example.org"],
+         "value_as_number": [1.5, 959253185.0, 2054237813.0, 95925318.0, None],
+         "person_id": [959253186, 1, 2, 3, 4]}
     )  # fmt: skip
     hits = {h["column"]: h["values"] for h in scan_frames({"t": frame}, ids)}
-    assert hits == {"a": 3, "b": 1}
+    assert hits == {"a": 3, "b": 1, "value_as_number": 2}
     assert scan_frames({"t": pd.DataFrame({"a": ["Adams Lovelace Avenue"]})}, ids) == []

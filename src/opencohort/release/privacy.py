@@ -1,10 +1,11 @@
-"""The release-level privacy scan: no direct identifier may appear in any string value."""
+"""The release-level privacy scan: no direct identifier may appear in any string or number."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 _WORD = re.compile(r"[\w@.'+-]+")
@@ -70,7 +71,7 @@ def _hits(value: str, phrases: set[str], digits: set[str]) -> bool:
 
 
 def scan_frames(frames: Mapping[str, pd.DataFrame], identifiers: pd.DataFrame) -> list[dict]:
-    """Find direct identifiers in every string value of every frame.
+    """Find direct identifiers in every string and number of every frame.
 
     Parameters
     ----------
@@ -88,17 +89,19 @@ def scan_frames(frames: Mapping[str, pd.DataFrame], identifiers: pd.DataFrame) -
     phrases, digits = identifier_sets(identifiers)
     found = []
     for label, frame in frames.items():
-        for column in _string_columns(frame):
-            values = frame[column].dropna().astype(str).unique()
-            n = sum(_hits(v, phrases, digits) for v in values)
+        for column in frame.columns:
+            n = _column_hits(frame[column], phrases, digits)
             if n:
                 found.append({"table": label, "column": column, "values": int(n)})
     return found
 
 
-def _string_columns(frame: pd.DataFrame) -> Iterable[str]:
-    return [
-        c
-        for c in frame.columns
-        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype)
-    ]
+def _column_hits(values: pd.Series, phrases: set[str], digits: set[str]) -> int:
+    """How many distinct values of a column hold an identifier (numbers: phone or SSN digits)."""
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        return sum(_hits(v, phrases, digits) for v in values.dropna().astype(str).unique())
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce").dropna().unique()
+        whole = numbers[(numbers == np.floor(numbers)) & (np.abs(numbers) >= 1e6)]
+        return sum(str(int(abs(v))) in digits for v in whole)
+    return 0
