@@ -245,6 +245,7 @@ def _post_once(client: httpx2.Client, n: int) -> dict:
         if done.status_code == 201:
             return done.json()
         assert done.status_code == 409 and done.json()["code"] == "request_in_progress", done.text
+        assert done.headers["retry-after"] == "1" and "retry" in done.json()["message"]
         time.sleep(0.01)
     raise AssertionError(f"consent {n} stayed in progress through 500 retries")
 
