@@ -141,6 +141,7 @@ def test_stale_version__one_of_many_writers_wins(registry) -> None:
     assert verify_audit_chain(registry).ok
 
 
+#: A child process: `threads` threads each record `each` consents; prints the stored ids.
 _WORKER = """
 import json, sys, threading
 from datetime import date
@@ -184,12 +185,12 @@ def test_concurrent_consents__processes_lose_none(registry, db_url) -> None:
         )  # fmt: skip
         for p in range(processes)
     ]
-    ids = []
+    ids, errors = [], ""
     for child in children:
         out, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
-        ids += json.loads(out)
-    assert len(ids) == processes * threads * each
+        ids, errors = ids + json.loads(out), errors + err
+    assert len(ids) == processes * threads * each, errors  # a failed write prints its error
     accepted = [c for c in list_consents(registry, PID) if c["consent_id"] in set(ids)]
     _assert_consents_kept(registry, accepted)
     assert sorted(ids) == sorted(c["consent_id"] for c in accepted)
