@@ -829,7 +829,8 @@ def claim_idempotency_key(
         raise IdempotencyConflict(f"idempotency key '{key}' was used for a different request; "
                                   "send a new key with a new request")  # fmt: skip
     if found is None or found.status_code is None:
-        raise RequestInProgress(f"the request with idempotency key '{key}' is in progress")
+        raise RequestInProgress(f"the request with idempotency key '{key}' is in progress; "
+                                "retry it in a moment")  # fmt: skip
     return found.status_code, found.response
 
 

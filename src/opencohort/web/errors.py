@@ -61,6 +61,8 @@ def _domain(request: Request, exc: OpencohortError) -> JSONResponse:
         detail = {"reasons": list(exc.reasons)}
     if isinstance(exc, Unauthenticated):
         headers = {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RequestInProgress):
+        headers = {"Retry-After": "1"}
     return JSONResponse(error_body(code, str(exc), loc, detail), status, headers)
 
 
