@@ -10,26 +10,32 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from opencohort.config import init_home
-from opencohort.errors import InputError
+from opencohort.errors import InputError, NotFound
 from opencohort.registry import (
     GenomicState,
+    ManifestRefused,
     Target,
     Targets,
+    WithdrawalStatus,
     advance_genomic,
+    genomic_sample_state,
     load_feed,
     participant_status,
     plan_sequencing,
     select_for_sequencing,
+    send_for_sequencing,
     sequencing_attributes,
     targets_deficit,
+    verify_audit_chain,
+    withdraw,
 )
 from opencohort.registry import models as m
 from opencohort.registry.cli import registry as registry_cli
-from opencohort.registry.sequencing import DEFAULT_TARGETS
+from opencohort.registry.sequencing import DEFAULT_TARGETS, MANIFEST_COLUMNS, _registry_pools
 
 LATE = date(2030, 1, 1)
 RACE = Targets((Target("race_group", {"non_white": 0.45}, at_least=True),))
@@ -291,3 +297,168 @@ def test_registry_cli__sequencing_plan(feed, tmp_path) -> None:
     assert table.exit_code == 0 and "census_region" in table.output, table.output
     bad = runner.invoke(registry_cli, [*args, "--capacity", "-1"])
     assert bad.exit_code == 2
+
+
+def _snapshot(registry) -> tuple:
+    """What a send may change: genomic steps, the audit log and participant versions."""
+    with registry.session() as session:
+        return (
+            session.scalar(select(func.count()).select_from(m.GenomicEvent)),
+            session.scalar(select(func.max(m.AuditEntry.audit_id))),
+            session.scalar(select(func.sum(m.Participant.version))),
+        )
+
+
+def _versions(registry) -> dict[str, int]:
+    p = m.Participant
+    with registry.session() as session:
+        return dict(session.execute(select(p.participant_id, p.version)).all())
+
+
+def _steps(registry) -> pd.DataFrame:
+    g, s = m.GenomicEvent, m.Sample
+    with registry.session() as session:
+        rows = session.execute(
+            select(s.participant_id, g.sample_id, g.state, g.event_date, s.test_code)
+            .join(s, s.sample_id == g.sample_id)
+            .order_by(g.genomic_event_id)
+        ).all()
+    return pd.DataFrame(
+        rows, columns=["participant_id", "sample_id", "state", "event_date", "test_code"]
+    )
+
+
+def test_send_for_sequencing__moves_exactly_the_chosen(registry, feed, tmp_path) -> None:
+    load_feed(registry, feed[0], seed=3)
+    plan = plan_sequencing(registry, capacity=30, as_of=LATE)
+    chosen = list(plan.participant_ids)
+    assert len(chosen) == 30
+    versions, start = _versions(registry), _snapshot(registry)
+    path = tmp_path / "manifest.csv"
+    sent = send_for_sequencing(registry, chosen, day=LATE, manifest=path, actor="tester")
+    steps = _steps(registry)
+    assert list(steps.loc[steps["state"] == "manifest_sent", "participant_id"]) == chosen
+    assert (steps.groupby("participant_id")["sample_id"].nunique() == 1).all()
+    assert set(steps["test_code"]) <= set(m.DNA_TEST_CODES)
+    assert list(steps["state"].value_counts().sort_index().items()) == [
+        ("eligible", 30),
+        ("manifest_sent", 30),
+    ]
+    for pid, sample_id in zip(sent["participant_id"], sent["sample_id"], strict=True):
+        state = genomic_sample_state(registry, sample_id, as_of=LATE)
+        assert (state["participant_id"], state["state"]) == (pid, "manifest_sent")
+    after = _versions(registry)
+    assert {pid for pid in after if after[pid] != versions[pid]} == set(chosen)
+    assert all(after[pid] == versions[pid] + 2 for pid in chosen)
+    assert verify_audit_chain(registry).ok
+    end = _snapshot(registry)
+    assert end[1] - start[1] == 60 + 1  # one row per step and one for the manifest
+    written = pd.read_csv(path, dtype=str)
+    assert list(written.columns) == list(MANIFEST_COLUMNS)
+    assert list(written["sample_id"]) == list(sent["sample_id"])
+    with registry.session() as session:
+        biobank = dict(session.execute(select(m.Participant.participant_id,
+                                              m.Participant.biobank_id)).all())  # fmt: skip
+    assert list(written["biobank_id"]) == [biobank[pid] for pid in chosen]
+    assert set(written["sent_date"]) == {LATE.isoformat()}
+    again = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    assert not set(again.participant_ids) & set(chosen)
+    assert again.pool == plan.pool - 30
+    assert (again.report.groupby("attribute")["count_before"].sum() == 30).all()
+
+
+def test_send_for_sequencing__whole_plan_is_sendable(registry, feed) -> None:
+    """The set-wise plan and the pure checks of a send agree on who can be sent."""
+    load_feed(registry, feed[0], seed=3)
+    with registry.session() as session:
+        spoiled = session.scalar(select(func.count()).select_from(m.SampleEvent))
+    assert spoiled > 0  # the feed has disposed and quality-issue samples to leave out
+    plan = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    sent = send_for_sequencing(registry, plan.participant_ids, day=LATE)
+    assert len(sent) == plan.pool > 100
+    assert plan_sequencing(registry, capacity=10_000, as_of=LATE).pool == 0
+
+
+def test_send_for_sequencing__refusal_changes_nothing(registry, feed, tmp_path) -> None:
+    load_feed(registry, feed[0], seed=3)
+    chosen = list(plan_sequencing(registry, capacity=20, as_of=LATE).participant_ids)
+    withdraw(registry, chosen[3], status=WithdrawalStatus.NO_USE, authored=LATE, reason="x")
+    send_for_sequencing(registry, chosen[:2], day=LATE)
+    start = _snapshot(registry)
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / "manifest.csv"
+    with pytest.raises(ManifestRefused) as refused:
+        send_for_sequencing(registry, chosen, day=LATE, manifest=path)
+    assert len(refused.value.problems) == 3
+    assert any(chosen[3] in p and "withdrawn" in p for p in refused.value.problems)
+    assert str(refused.value).count("already sent") == 2
+    with pytest.raises(NotFound, match="P999"):
+        send_for_sequencing(registry, [*chosen[4:], "P999"], day=LATE, manifest=path)
+    with pytest.raises(InputError, match="twice"):
+        send_for_sequencing(registry, [chosen[5], chosen[5]], day=LATE, manifest=path)
+    assert _snapshot(registry) == start
+    assert list(out.iterdir()) == []
+    path.write_text("kept")
+    with pytest.raises(InputError, match="never overwritten"):
+        send_for_sequencing(registry, chosen[4:], day=LATE, manifest=path)
+    assert _snapshot(registry) == start and path.read_text() == "kept"
+
+
+def _dna_counts(registry) -> dict[str, int]:
+    s = m.Sample
+    with registry.session() as session:
+        rows = session.execute(
+            select(s.participant_id, func.count())
+            .where(s.test_code.in_(m.DNA_TEST_CODES), s.received_date.is_not(None))
+            .group_by(s.participant_id)
+        ).all()
+    return dict(rows)
+
+
+def _fail_qc(registry, sample_id: str, day: date) -> None:
+    for state in (GenomicState.RECEIVED, GenomicState.SEQUENCED, GenomicState.QC_FAILED):
+        advance_genomic(registry, sample_id, state=state, day=day)
+
+
+def test_plan_sequencing__qc_failed_rechosen(registry, feed) -> None:
+    load_feed(registry, feed[0], seed=3)
+    plan = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    counts = _dna_counts(registry)
+    two = next(pid for pid in plan.participant_ids if counts[pid] >= 2)
+    one = next(pid for pid in plan.participant_ids if counts[pid] == 1)
+    first = send_for_sequencing(registry, [two, one], day=LATE).set_index("participant_id")
+    sent = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    assert {two, one}.isdisjoint(sent.participant_ids)
+    for pid in (two, one):
+        _fail_qc(registry, first.loc[pid, "sample_id"], LATE)
+    failed = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    assert two in set(failed.participant_ids) and one not in set(failed.participant_ids)
+    assert (failed.report.groupby("attribute")["count_before"].sum() == 0).all()
+    assert failed.without_sample == sent.without_sample + 1
+    assert failed.pool == sent.pool + 1
+    second = send_for_sequencing(registry, [two], day=LATE).set_index("participant_id")
+    assert second.loc[two, "sample_id"] != first.loc[two, "sample_id"]
+    with pytest.raises(ManifestRefused, match="no DNA sample to send"):
+        send_for_sequencing(registry, [one], day=LATE)
+    final = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    assert (final.report.groupby("attribute")["count_before"].sum() == 1).all()
+
+
+def test_plan_sequencing__targets_move_toward_shares(registry, feed) -> None:
+    load_feed(registry, feed[0], seed=3)
+    pool = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    # A first batch chosen without regard to the targets: the lowest participant ids.
+    send_for_sequencing(registry, sorted(pool.participant_ids)[:40], day=LATE)
+    plan = plan_sequencing(registry, capacity=40, as_of=LATE)
+    assert plan.deficit_after < plan.deficit_before
+    report = plan.report[plan.report["target"].notna()]
+    short = report[report["at_least"] & (report["share_before"] < report["target"])]
+    assert len(short) > 0
+    assert (short["share_after"] > short["share_before"]).all(), short
+    with registry.engine.connect() as connection:
+        candidates, sequenced, _ = _registry_pools(connection, LATE)
+    for draw in range(10):
+        random = candidates.sample(40, random_state=draw)
+        after = pd.concat([sequenced, random])
+        assert plan.deficit_after <= targets_deficit(after, DEFAULT_TARGETS)

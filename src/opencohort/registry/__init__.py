@@ -4,11 +4,13 @@ from opencohort.registry.audit import AuditReport, audit_trail, verify_audit_cha
 from opencohort.registry.export import CurationExport, curation_export, write_export
 from opencohort.registry.models import Base
 from opencohort.registry.sequencing import (
+    ManifestRefused,
     Selection,
     Target,
     Targets,
     plan_sequencing,
     select_for_sequencing,
+    send_for_sequencing,
     sequencing_attributes,
     targets_deficit,
 )
@@ -70,6 +72,7 @@ __all__ = [
     "FeedError",
     "GenomicState",
     "IdempotencyConflict",
+    "ManifestRefused",
     "ParticipantStatus",
     "ParticipantWithdrawn",
     "Registry",
@@ -100,6 +103,7 @@ __all__ = [
     "record_survey",
     "search_participants",
     "select_for_sequencing",
+    "send_for_sequencing",
     "sequencing_attributes",
     "summary",
     "suspend",

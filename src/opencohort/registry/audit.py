@@ -105,25 +105,43 @@ def record(
     transaction already holds the write lock. On PostgreSQL an advisory lock serialises
     appends; on both, a unique ``prev_sha256`` refuses a forked chain.
     """
+    entry = {"action": action, "entity": entity, "entity_id": entity_id, "before": before,
+             "after": after}  # fmt: skip
+    return record_many(connection, [entry], actor=actor)[0]
+
+
+def record_many(connection: Connection, entries: list[Mapping], *, actor: str) -> list[int]:
+    """Append several audit rows (dicts of `record`'s keyword arguments but actor) in order.
+
+    One lock and one insert for all of them, as `record` does for one; returns their ids.
+    """
+    if not entries:
+        return []
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
     last = connection.execute(
         select(_AUDIT.c.audit_id, _AUDIT.c.row_sha256).order_by(_AUDIT.c.audit_id.desc()).limit(1)
     ).first()
-    row = {
-        "audit_id": last.audit_id + 1 if last else 1,
-        "recorded_at": datetime.now(UTC).replace(tzinfo=None),
-        "actor": actor,
-        "action": action,
-        "entity": entity,
-        "entity_id": str(entity_id),
-        "before": to_json(before),
-        "after": to_json(after),
-        "prev_sha256": last.row_sha256 if last else GENESIS,
-    }
-    row["row_sha256"] = row_sha256(row)
-    connection.execute(_AUDIT.insert(), row)
-    return row["audit_id"]
+    audit_id, prev = (last.audit_id, last.row_sha256) if last else (0, GENESIS)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = []
+    for entry in entries:
+        audit_id += 1
+        row = {
+            "audit_id": audit_id,
+            "recorded_at": now,
+            "actor": actor,
+            "action": entry["action"],
+            "entity": entry["entity"],
+            "entity_id": str(entry["entity_id"]),
+            "before": to_json(entry.get("before")),
+            "after": to_json(entry.get("after")),
+            "prev_sha256": prev,
+        }
+        row["row_sha256"] = prev = row_sha256(row)
+        rows.append(row)
+    connection.execute(_AUDIT.insert(), rows)
+    return [row["audit_id"] for row in rows]
 
 
 def verify_audit_chain(registry: Registry) -> AuditReport:

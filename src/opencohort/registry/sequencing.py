@@ -7,21 +7,33 @@ targets go in; the chosen participant ids and a report of every target come out.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
-from collections.abc import Mapping
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
-from opencohort.errors import InputError
-from opencohort.registry import _facts
+from opencohort.errors import InputError, NotFound
+from opencohort.registry import _facts, _status_frame, audit
 from opencohort.registry import models as m
-from opencohort.registry.service import Registry
-from opencohort.registry.status import GenomicState, WithdrawalStatus
+from opencohort.registry.service import SYSTEM_ACTOR, Registry
+from opencohort.registry.status import (
+    GenomicState,
+    SampleState,
+    TransitionError,
+    WithdrawalStatus,
+    genomic_state,
+    genomic_transition,
+)
 
 #: Weekly sequencing capacity of the genome centres (samples).
 DEFAULT_CAPACITY = 5000
@@ -56,15 +68,6 @@ COMMITTED = frozenset(
         GenomicState.IN_RELEASE,
     }
 )
-_STATE_RANK = {
-    GenomicState.ELIGIBLE: 0,
-    GenomicState.MANIFEST_SENT: 1,
-    GenomicState.RECEIVED: 2,
-    GenomicState.SEQUENCED: 3,
-    GenomicState.QC_FAILED: 4,
-    GenomicState.QC_PASSED: 4,
-    GenomicState.IN_RELEASE: 5,
-}
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,12 @@ class Selection:
         Summed squared deficit of the sequenced set against the targets, before and after.
     pool
         Number of candidates.
+    capacity
+        Most people the selection could choose.
+    without_sample
+        Genome-eligible people neither sequenced nor candidates because no DNA sample of theirs
+        can be sent (every one failed QC, is disposed or has a quality issue): they need a new
+        collection (filled in by `plan_sequencing`; 0 from `select_for_sequencing`).
     """
 
     participant_ids: np.ndarray
@@ -152,6 +161,7 @@ class Selection:
     deficit_after: float
     pool: int
     capacity: int = DEFAULT_CAPACITY
+    without_sample: int = 0
 
 
 # --- the pure core ---------------------------------------------------------------------------
@@ -437,7 +447,17 @@ def sequencing_attributes(people: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
     pd.DataFrame
         participant_id and race_group (white, non_white, unknown), age_group, sex_at_birth,
         census_region (unknown outside the 50 states and DC), ubr (yes, no) and health
-        (disability, no_disability: the registry's health-status proxy).
+        (disability, no_disability).
+
+    Notes
+    -----
+    Health status is The Basics disability answer, the one health-status fact the registry
+    holds. Self-rated general health (the Overall Health survey) would be a finer proxy, but
+    the registry stores only that a survey was completed; the answers flow to curation with
+    the rest of the survey data, which the registry, upstream of it, never reads. Limited
+    access to care is stored, but it measures access rather than health and already counts
+    toward the ``ubr`` target; physical measurements exist only for the measured, so a
+    measurement-based class would be missing for many candidates.
     """
     race = people["race_ethnicity"].fillna("skip")
     born = pd.to_datetime(people["birth_date"])
@@ -461,21 +481,32 @@ def sequencing_attributes(people: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
     )
 
 
-def _genomic_progress(connection: Connection, as_of: date) -> pd.DataFrame:
-    """Return each participant's furthest genomic state rank and whether one is committed."""
-    g, sample = m.GenomicEvent, m.Sample
-    events = pd.DataFrame(
-        connection.execute(
-            select(sample.participant_id, g.sample_id, g.state)
-            .join(sample, sample.sample_id == g.sample_id)
-            .where(g.event_date <= as_of)
-        ).all(),
-        columns=["participant_id", "sample_id", "state"],
-    )
-    events["rank"] = events["state"].map({s.value: r for s, r in _STATE_RANK.items()})
-    last = events.sort_values("rank").groupby("sample_id").tail(1)
-    last = last.assign(committed=last["state"].isin({s.value for s in COMMITTED}))
-    return last.groupby("participant_id").agg(rank=("rank", "max"), committed=("committed", "any"))
+_SENDABLE = (None, GenomicState.ELIGIBLE.value)
+
+
+def _registry_pools(connection: Connection, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Return the candidates' and the sequenced set's attributes, and the count without a
+    sample to send, all derived set-wise (``_status_frame``)."""
+    statuses = _status_frame.status_frame(connection, as_of=as_of)
+    samples = _status_frame.genomic_samples(connection, as_of=as_of)
+    p = m.Participant
+    fields = (p.race_ethnicity, p.birth_date, p.sex_at_birth, p.state, p.disability)
+    rows = connection.execute(select(p.participant_id, *fields)).all()
+    people = pd.DataFrame(rows, columns=["participant_id", *(f.key for f in fields)])
+    people = people.set_index("participant_id").reindex(statuses.index).reset_index()
+    ubr = statuses[[c for c in statuses.columns if c.startswith("ubr_")]].any(axis=1)
+    people["ubr"] = ubr.to_numpy()
+    attributes = sequencing_attributes(people, as_of=as_of)
+    state = samples["genomic_state"]
+    sendable = samples["received"] & ~samples["unusable"] & state.isin(_SENDABLE)
+    ids = statuses.index
+    committed = ids.isin(samples.loc[state.isin(list(COMMITTED)), "participant_id"])
+    has_sample = ids.isin(samples.loc[sendable, "participant_id"])
+    eligible = statuses["genomic_eligible"].to_numpy(dtype=bool)
+    stays = (statuses["withdrawal"] == WithdrawalStatus.NOT_WITHDRAWN.value).to_numpy()
+    candidates = attributes[eligible & ~committed & has_sample].reset_index(drop=True)
+    sequenced = attributes[committed & stays].reset_index(drop=True)
+    return candidates, sequenced, int((eligible & ~committed & ~has_sample).sum())
 
 
 def plan_sequencing(
@@ -488,9 +519,10 @@ def plan_sequencing(
     """Choose whom the registry should send for sequencing next, toward `targets`.
 
     Candidates are participants eligible for sequencing on `as_of` (``genomic_eligibility``)
-    with no sample past ``eligible`` in the genomic workflow; the sequenced set is everyone
-    not withdrawn with a sample committed to sequencing (manifest sent and on, except QC
-    failed).
+    who are not yet sequenced and have a DNA sample that can be sent: received by the
+    biobank, without a quality issue or disposal, and with no genomic step past
+    ``eligible``. The sequenced set is everyone not withdrawn with a sample committed to
+    sequencing (``COMMITTED``: manifest sent and on, except QC failed).
 
     Parameters
     ----------
@@ -507,25 +539,269 @@ def plan_sequencing(
     -------
     Selection
         The chosen participant ids and how the targets are met (see `select_for_sequencing`).
+
+    Notes
+    -----
+    A QC failure is final for that sample (``status.GENOMIC_TRANSITIONS``: a failed sample is
+    never re-sent), so a participant whose committed samples all failed is not sequenced and
+    is a candidate again when another of their DNA samples can be sent; when none can, they
+    count in ``Selection.without_sample`` (a new collection is needed).
     """
     with registry.engine.connect() as connection:
-        facts = _facts.load_facts(connection)
-        progress = _genomic_progress(connection, as_of)
-    statuses = [_facts.derive(f, as_of=as_of) for f in facts]
-    people = pd.DataFrame(
-        [f.row for f in facts], columns=[c.key for c in m.Participant.__table__.columns]
-    )
-    people["ubr"] = [bool(s.ubr.value) for s in statuses]
-    attributes = sequencing_attributes(people, as_of=as_of)
-    ids = people["participant_id"]
-    beyond = ids.isin(progress.index[progress["rank"].astype(float) > 0]).to_numpy()
-    committed = ids.isin(progress.index[progress["committed"].astype(bool)]).to_numpy()
-    eligible = np.array([s.genomic.eligible for s in statuses], dtype=bool)
-    withdrawn = np.array(
-        [s.withdrawal.value != WithdrawalStatus.NOT_WITHDRAWN for s in statuses], dtype=bool
-    )
-    candidates = attributes[eligible & ~beyond].reset_index(drop=True)
-    sequenced = attributes[committed & ~withdrawn].reset_index(drop=True)
-    return select_for_sequencing(
+        candidates, sequenced, without_sample = _registry_pools(connection, as_of)
+    chosen = select_for_sequencing(
         candidates, sequenced, targets or DEFAULT_TARGETS, capacity=capacity
     )
+    return dataclasses.replace(chosen, without_sample=without_sample)
+
+
+# --- sending the chosen samples --------------------------------------------------------------
+
+#: Columns of a sequencing manifest, as the genome centre receives it (biobank ids only: the
+#: participant id never leaves the program).
+MANIFEST_COLUMNS = ("sample_id", "biobank_id", "test_code", "sex_at_birth", "sent_date")
+_CHUNK = 5000
+
+
+class ManifestRefused(TransitionError):
+    """Some participants cannot be sent for sequencing; nothing was recorded.
+
+    ``problems`` names each participant and why. Plan again (``plan_sequencing`` leaves out
+    everyone who cannot be sent) and send the new choice.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:20]) + (
+            f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
+        )
+        super().__init__(f"{len(problems)} participants cannot be sent for sequencing: {shown}")
+
+
+def _chunks(ids: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _bump(connection: Connection, ids: list[str]) -> None:
+    """Bump each participant's version once (locking its row); raise NotFound for unknown ids."""
+    p = m.Participant
+    bumped = 0
+    for chunk in _chunks(ids):
+        bump = update(p).where(p.participant_id.in_(chunk)).values(version=p.version + 1)
+        bumped += connection.execute(bump).rowcount
+    if bumped != len(ids):
+        known = set()
+        for chunk in _chunks(ids):
+            known |= set(
+                connection.execute(
+                    select(p.participant_id).where(p.participant_id.in_(chunk))
+                ).scalars()
+            )
+        missing = [pid for pid in ids if pid not in known]
+        raise NotFound(f"no participants {', '.join(missing[:20])} in the registry")
+
+
+def _dna_samples(connection: Connection, ids: list[str]) -> dict[str, list[dict]]:
+    """Return each participant's DNA samples with their genomic history and spoiled days."""
+    sample, g, e = m.Sample, m.GenomicEvent, m.SampleEvent
+    found: dict[str, list[dict]] = {}
+    for chunk in _chunks(ids):
+        rows = connection.execute(
+            select(sample.sample_id, sample.participant_id, sample.test_code, sample.received_date)
+            .where(sample.participant_id.in_(chunk), sample.test_code.in_(m.DNA_TEST_CODES))
+            .order_by(sample.received_date, sample.sample_id)
+        ).mappings()
+        by_id = {r["sample_id"]: dict(r, history=[], spoiled=None) for r in rows}
+        owners = select(sample.sample_id).where(sample.participant_id.in_(chunk))
+        steps = select(g.sample_id, g.state, g.event_date).where(g.sample_id.in_(owners))
+        for sample_id, state, day in connection.execute(steps.order_by(g.genomic_event_id)):
+            if sample_id in by_id:
+                by_id[sample_id]["history"].append((GenomicState(state), day))
+        spoiled = select(e.sample_id, e.event_date).where(
+            e.sample_id.in_(owners),
+            e.state.in_([SampleState.QUALITY_ISSUE.value, SampleState.DISPOSED.value]),
+        )
+        for sample_id, day in connection.execute(spoiled):
+            if sample_id in by_id:
+                first = by_id[sample_id]["spoiled"]
+                by_id[sample_id]["spoiled"] = day if first is None else min(first, day)
+        for row in by_id.values():
+            found.setdefault(row["participant_id"], []).append(row)
+    return found
+
+
+def _pick(pid: str, samples: list[dict], status: _facts.ParticipantStatus, day: date):
+    """Return (sample, its current state) to send for `pid`, or (None, the problem)."""
+    if status.withdrawal.value != WithdrawalStatus.NOT_WITHDRAWN:
+        return None, f"{pid} has withdrawn ({status.withdrawal.reason})"
+    if not status.genomic.eligible:
+        return None, f"{pid} is not eligible for sequencing on {day}: {status.genomic.reason}"
+    seen = []
+    for sample in samples:
+        current = genomic_state(sample["history"], as_of=date.max)
+        if current.value in COMMITTED:
+            return (
+                None,
+                f"{pid} is already sent for sequencing "
+                f"(sample {sample['sample_id']} is {current.value.value})",
+            )
+        if current.since is not None and current.since > day:
+            seen.append(f"{sample['sample_id']} has a step after {day}")
+        elif sample["received_date"] is None or sample["received_date"] > day:
+            seen.append(f"{sample['sample_id']} not received by {day}")
+        elif sample["spoiled"] is not None and sample["spoiled"] <= day:
+            seen.append(f"{sample['sample_id']} has a quality issue or is disposed")
+        elif current.value not in (None, GenomicState.ELIGIBLE):
+            seen.append(f"{sample['sample_id']} is {current.value.value}")
+        else:
+            return sample, current.value
+    return None, f"{pid} has no DNA sample to send ({'; '.join(seen) or 'none stored'})"
+
+
+def send_for_sequencing(
+    registry: Registry,
+    participant_ids: Iterable[str],
+    *,
+    day: date,
+    manifest: Path | None = None,
+    actor: str = SYSTEM_ACTOR,
+) -> pd.DataFrame:
+    """Record that one DNA sample of each participant is sent for sequencing, all or nothing.
+
+    Parameters
+    ----------
+    registry
+        An open `Registry`.
+    participant_ids
+        Whom to send (e.g. ``plan_sequencing(...).participant_ids``); manifest rows keep
+        this order.
+    day
+        Day the manifest is sent (eligibility is checked on it).
+    manifest
+        New CSV file to write the manifest to (``MANIFEST_COLUMNS``); it appears only once
+        the steps are committed. None writes no file.
+    actor
+        Who sends, for the audit log.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The manifest: ``MANIFEST_COLUMNS`` and ``participant_id``, one row per participant.
+
+    Raises
+    ------
+    InputError
+        If an id repeats or `manifest` exists or has no directory.
+    NotFound
+        If a participant is not registered.
+    ManifestRefused
+        If any participant has withdrawn, is not eligible on `day`, is already sent, or has
+        no DNA sample to send; every problem is named and nothing is stored or written.
+
+    Notes
+    -----
+    In one transaction: bump and lock every participant's row; derive their statuses with
+    the pure functions; pick each one's first-received DNA sample that can be sent (as
+    `plan_sequencing` counts them); record ``eligible`` (when the sample has no step yet) and
+    ``manifest_sent`` on `day`, each checked by ``status.genomic_transition`` and audited as
+    ``advance_genomic`` records it; bump the version once per step; and audit the manifest
+    itself (file name, rows and sha256).
+    """
+    ids = [str(pid) for pid in participant_ids]
+    repeated = sorted(pid for pid, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise InputError(
+            f"participants appear twice: {', '.join(repeated[:20])}", field="participant_ids"
+        )
+    path = None if manifest is None else Path(manifest)
+    if path is not None and path.exists():
+        raise InputError(f"{path} exists; a manifest is never overwritten", field="manifest")
+    if path is not None and not path.parent.is_dir():
+        raise InputError(f"{path.parent} is not a directory", field="manifest")
+    partial = None if path is None else path.with_name(f".{path.name}.partial")
+    try:
+        with registry.engine.begin() as connection:
+            frame, content = _send(connection, ids, day, path, actor)
+            if partial is not None:
+                partial.write_text(content, encoding="utf-8")
+        if partial is not None:
+            os.replace(partial, path)
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+    return frame
+
+
+def _send(
+    connection: Connection, ids: list[str], day: date, path: Path | None, actor: str
+) -> tuple[pd.DataFrame, str]:
+    """Check and record the whole manifest; return it as a frame and as CSV text."""
+    ordered = sorted(ids)
+    _bump(connection, ordered)
+    facts = {
+        f.row["participant_id"]: f
+        for chunk in _chunks(ordered)
+        for f in _facts.load_facts(connection, chunk)
+    }
+    samples = _dna_samples(connection, ordered)
+    picks, problems = {}, []
+    for pid in ordered:
+        sample, found = _pick(pid, samples.get(pid, []), _facts.derive(facts[pid], as_of=day), day)
+        if sample is None:
+            problems.append(found)
+        else:
+            picks[pid] = (sample, found)
+    if problems:
+        raise ManifestRefused(problems)
+    name = path.name if path is not None else f"manifest-{day}"
+    entries = _record_steps(connection, [(pid, *picks[pid]) for pid in ids], day, name)
+    frame = pd.DataFrame(
+        {
+            "sample_id": [picks[pid][0]["sample_id"] for pid in ids],
+            "biobank_id": [facts[pid].row["biobank_id"] for pid in ids],
+            "test_code": [picks[pid][0]["test_code"] for pid in ids],
+            "sex_at_birth": [facts[pid].row["sex_at_birth"] for pid in ids],
+            "sent_date": [day] * len(ids),
+            "participant_id": ids,
+        },
+        columns=[*MANIFEST_COLUMNS, "participant_id"],
+    )
+    content = frame[list(MANIFEST_COLUMNS)].to_csv(index=False, lineterminator="\n")
+    if ids:
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        entries.append({"action": "send_for_sequencing", "entity": "manifest", "entity_id": name,
+                        "after": {"day": day, "samples": len(ids), "sha256": digest}})  # fmt: skip
+    audit.record_many(connection, entries, actor=actor)
+    return frame, content
+
+
+def _record_steps(
+    connection: Connection, picks: list[tuple[str, dict, GenomicState | None]], day: date,
+    name: str,
+) -> list[dict]:  # fmt: skip
+    """Store ``eligible`` (if needed) and ``manifest_sent`` for each (participant, sample,
+    state) pick, bump versions for the extra step, and return the steps' audit entries."""
+    steps, owners = [], []
+    for pid, sample, state in picks:
+        news = [GenomicState.MANIFEST_SENT]
+        if state is None:
+            news.insert(0, GenomicState.ELIGIBLE)
+        for new in news:
+            state = genomic_transition(state, new)
+            detail = f"manifest {name}" if new == GenomicState.MANIFEST_SENT else ""
+            steps.append({"sample_id": sample["sample_id"], "state": new.value,
+                          "event_date": day, "detail": detail})  # fmt: skip
+            owners.append(pid)
+    table = m.GenomicEvent.__table__
+    stored = []
+    if steps:
+        insert = table.insert().returning(*table.columns, sort_by_parameter_order=True)
+        stored = connection.execute(insert, steps).mappings().all()
+    twice = sorted(pid for pid, _, state in picks if state is None)
+    p = m.Participant
+    for chunk in _chunks(twice):
+        bump = update(p).where(p.participant_id.in_(chunk)).values(version=p.version + 1)
+        connection.execute(bump)
+    return [{"action": "advance_genomic", "entity": table.name, "entity_id": pid,
+             "after": dict(row)} for pid, row in zip(owners, stored, strict=True)]  # fmt: skip
