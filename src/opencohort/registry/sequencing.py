@@ -163,6 +163,19 @@ class Selection:
     capacity: int = DEFAULT_CAPACITY
     without_sample: int = 0
 
+    def to_dict(self) -> dict:
+        """Return the selection as plain JSON-ready data (NaN and missing values as None)."""
+        report = self.report.astype(object).where(self.report.notna(), None)
+        return {
+            "capacity": self.capacity,
+            "pool": self.pool,
+            "without_sample": self.without_sample,
+            "participant_ids": [str(p) for p in self.participant_ids],
+            "deficit_before": self.deficit_before,
+            "deficit_after": self.deficit_after,
+            "report": report.to_dict(orient="records"),
+        }
+
 
 # --- the pure core ---------------------------------------------------------------------------
 
