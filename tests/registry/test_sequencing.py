@@ -549,3 +549,25 @@ def test_api__sequencing_plan_and_manifest(db_url, feed) -> None:
         assert verify_audit_chain(registry).ok
     finally:
         registry.close()
+
+
+def test_send_for_sequencing__any_committed_sample_blocks(registry, feed) -> None:
+    """A participant sent with their later sample is not sent again with the earlier one."""
+    load_feed(registry, feed[0], seed=3)
+    plan = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    counts = _dna_counts(registry)
+    pid = next(p for p in plan.participant_ids if counts[p] >= 2)
+    s = m.Sample
+    with registry.session() as session:
+        later = session.scalars(
+            select(s.sample_id)
+            .where(s.participant_id == pid, s.test_code.in_(m.DNA_TEST_CODES))
+            .order_by(s.received_date.desc(), s.sample_id.desc())
+        ).first()
+    for state in (GenomicState.ELIGIBLE, GenomicState.MANIFEST_SENT):
+        advance_genomic(registry, later, state=state, day=LATE)
+    assert pid not in set(plan_sequencing(registry, capacity=10_000, as_of=LATE).participant_ids)
+    start = _snapshot(registry)
+    with pytest.raises(ManifestRefused, match=f"{pid} is already sent .*{later}"):
+        send_for_sequencing(registry, [pid], day=LATE)
+    assert _snapshot(registry) == start
