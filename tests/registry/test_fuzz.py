@@ -141,7 +141,7 @@ def test_fuzz__no_5xx_no_partial_writes(fuzzed, role) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     start = _state(app.state.registry)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 16
+    assert len(operations) == 18
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _fuzz(app, operation, tokens[role], targets, mode)

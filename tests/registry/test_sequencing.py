@@ -8,6 +8,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -24,6 +25,7 @@ from opencohort.registry import (
     advance_genomic,
     genomic_sample_state,
     load_feed,
+    open_registry,
     participant_status,
     plan_sequencing,
     select_for_sequencing,
@@ -34,8 +36,10 @@ from opencohort.registry import (
     withdraw,
 )
 from opencohort.registry import models as m
+from opencohort.registry.auth import DEV_SECRET, Role, create_token
 from opencohort.registry.cli import registry as registry_cli
 from opencohort.registry.sequencing import DEFAULT_TARGETS, MANIFEST_COLUMNS, _registry_pools
+from opencohort.web import REGISTRY_PREFIX, Settings, create_app
 
 LATE = date(2030, 1, 1)
 RACE = Targets((Target("race_group", {"non_white": 0.45}, at_least=True),))
@@ -297,6 +301,50 @@ def test_registry_cli__sequencing_plan(feed, tmp_path) -> None:
     assert table.exit_code == 0 and "census_region" in table.output, table.output
     bad = runner.invoke(registry_cli, [*args, "--capacity", "-1"])
     assert bad.exit_code == 2
+    alone = runner.invoke(registry_cli, [*args, "--send"])
+    assert alone.exit_code == 2 and "--manifest" in alone.output
+
+
+def test_registry_cli__sequencing_plan_send(feed, tmp_path) -> None:
+    home = init_home(tmp_path / "home")
+    runner = CliRunner()
+    assert (
+        runner.invoke(registry_cli, ["load", str(feed[0]), "--home", str(home.root)]).exit_code == 0
+    )
+    args = ["sequencing-plan", "--home", str(home.root), "--as-of", "2030-01-01", "--json"]
+    path = tmp_path / "week1.csv"
+    sent = runner.invoke(
+        registry_cli, [*args, "--capacity", "15", "--send", "--manifest", str(path)]
+    )
+    assert sent.exit_code == 0, sent.output
+    first = json.loads(sent.output)
+    assert first["sent"] == {"samples": 15, "manifest": str(path)}
+    manifest = pd.read_csv(path, dtype=str)
+    assert len(manifest) == 15 and manifest["sample_id"].is_unique
+    registry = open_registry(home.registry_url)
+    try:
+        steps = _steps(registry)
+        sent_ids = steps.loc[steps["state"] == "manifest_sent", "participant_id"]
+        assert list(sent_ids) == first["participant_ids"]
+        assert set(steps.loc[steps["state"] == "manifest_sent", "sample_id"]) == set(
+            manifest["sample_id"]
+        )
+        assert verify_audit_chain(registry).ok
+        start = _snapshot(registry)
+    finally:
+        registry.close()
+    again = runner.invoke(
+        registry_cli, [*args, "--capacity", "15", "--send", "--manifest", str(path)]
+    )
+    assert again.exit_code == 1 and isinstance(again.exception, InputError)
+    shown = json.loads(runner.invoke(registry_cli, [*args, "--capacity", "10000"]).output)
+    assert shown["pool"] == first["pool"] - 15
+    assert not set(shown["participant_ids"]) & set(first["participant_ids"])
+    registry = open_registry(home.registry_url)
+    try:
+        assert _snapshot(registry) == start
+    finally:
+        registry.close()
 
 
 def _snapshot(registry) -> tuple:
@@ -462,3 +510,64 @@ def test_plan_sequencing__targets_move_toward_shares(registry, feed) -> None:
         random = candidates.sample(40, random_state=draw)
         after = pd.concat([sequenced, random])
         assert plan.deficit_after <= targets_deficit(after, DEFAULT_TARGETS)
+
+
+def test_api__sequencing_plan_and_manifest(db_url, feed) -> None:
+    app = create_app(Settings(registry_url=db_url))
+    registry = app.state.registry
+    try:
+        load_feed(registry, feed[0], seed=3)
+        client = TestClient(app, base_url="http://testserver" + REGISTRY_PREFIX)
+        token = {role: create_token(registry, name=role.value, role=role, secret=DEV_SECRET)
+                 for role in (Role.CURATION, Role.SITE_STAFF)}  # fmt: skip
+        curation = {"Authorization": f"Bearer {token[Role.CURATION]}"}
+        staff = {"Authorization": f"Bearer {token[Role.SITE_STAFF]}"}
+        query = {"capacity": 10, "as_of": LATE.isoformat()}
+        plan = client.get("/sequencing/plan", params=query, headers=curation)
+        assert plan.status_code == 200, plan.text
+        chosen = plan.json()["participant_ids"]
+        assert len(chosen) == 10
+        assert chosen == list(plan_sequencing(registry, capacity=10, as_of=LATE).participant_ids)
+        body = {"participant_ids": chosen, "day": LATE.isoformat()}
+        assert client.get("/sequencing/plan", params=query, headers=staff).status_code == 403
+        assert client.post("/sequencing/manifests", json=body, headers=staff).status_code == 403
+        start = _snapshot(registry)
+        sent = client.post("/sequencing/manifests", json=body, headers=curation)
+        assert sent.status_code == 201, sent.text
+        rows = sent.json()["data"]
+        assert [r["participant_id"] for r in rows] == chosen and sent.json()["count"] == 10
+        for row in rows:
+            state = genomic_sample_state(registry, row["sample_id"], as_of=LATE)
+            assert state["state"] == "manifest_sent"
+        middle = _snapshot(registry)
+        assert middle[0] == start[0] + 20
+        again = client.post("/sequencing/manifests", json=body, headers=curation)
+        assert again.status_code == 409 and "already sent" in again.json()["message"]
+        assert _snapshot(registry) == middle
+        after = client.get("/sequencing/plan", params=query, headers=curation).json()
+        assert not set(after["participant_ids"]) & set(chosen)
+        assert verify_audit_chain(registry).ok
+    finally:
+        registry.close()
+
+
+def test_send_for_sequencing__any_committed_sample_blocks(registry, feed) -> None:
+    """A participant sent with their later sample is not sent again with the earlier one."""
+    load_feed(registry, feed[0], seed=3)
+    plan = plan_sequencing(registry, capacity=10_000, as_of=LATE)
+    counts = _dna_counts(registry)
+    pid = next(p for p in plan.participant_ids if counts[p] >= 2)
+    s = m.Sample
+    with registry.session() as session:
+        later = session.scalars(
+            select(s.sample_id)
+            .where(s.participant_id == pid, s.test_code.in_(m.DNA_TEST_CODES))
+            .order_by(s.received_date.desc(), s.sample_id.desc())
+        ).first()
+    for state in (GenomicState.ELIGIBLE, GenomicState.MANIFEST_SENT):
+        advance_genomic(registry, later, state=state, day=LATE)
+    assert pid not in set(plan_sequencing(registry, capacity=10_000, as_of=LATE).participant_ids)
+    start = _snapshot(registry)
+    with pytest.raises(ManifestRefused, match=f"{pid} is already sent .*{later}"):
+        send_for_sequencing(registry, [pid], day=LATE)
+    assert _snapshot(registry) == start

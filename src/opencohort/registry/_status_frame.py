@@ -284,7 +284,7 @@ def genomic_samples(connection: Connection, *, as_of: date) -> pd.DataFrame:
     )
     unusable = set(connection.execute(spoiled).scalars())
     out = samples.sort_values("sample_id").reset_index(drop=True)
-    out["received"] = out["received"].fillna(False).astype(bool)
+    out["received"] = out["received"].map(bool).astype(bool)  # NULL (not received): False
     out["genomic_state"] = out["sample_id"].map(last["state"]).astype(object)
     out["genomic_state"] = out["genomic_state"].where(out["genomic_state"].notna(), None)
     out["genomic_since"] = out["sample_id"].map(last["event_date"])

@@ -15,7 +15,12 @@ from opencohort.config import HOME_ENV, find_home
 from opencohort.registry.audit import verify_audit_chain
 from opencohort.registry.auth import DEV_SECRET, Role, create_token, revoke_token
 from opencohort.registry.export import curation_export, write_export
-from opencohort.registry.sequencing import DEFAULT_CAPACITY, Selection, plan_sequencing
+from opencohort.registry.sequencing import (
+    DEFAULT_CAPACITY,
+    Selection,
+    plan_sequencing,
+    send_for_sequencing,
+)
 from opencohort.registry.service import load_feed, open_registry, summary, withdraw
 from opencohort.registry.status import WithdrawalStatus
 
@@ -131,27 +136,43 @@ def sequencing_plan(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Day to plan on, YYYY-MM-DD (default: today).")
     ] = None,
+    send: Annotated[
+        bool, typer.Option("--send", help="Record the chosen samples as sent (needs --manifest).")
+    ] = False,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="New CSV file for the sent manifest.")
+    ] = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """Choose whom to sequence next toward the diversity targets; show how targets are met."""
+    """Choose whom to sequence next toward the diversity targets; show how targets are met.
+
+    With --send, the chosen samples move to manifest_sent on the plan's day, all or nothing,
+    and the manifest for the genome centre is written to --manifest.
+    """
+    if send != (manifest is not None):
+        raise typer.BadParameter("--send and --manifest go together", param_hint="--manifest")
     day = _as_of(as_of)
     opened = _open(home)
     try:
         plan = plan_sequencing(opened, capacity=capacity, as_of=day)
+        sent = None
+        if send:
+            sent = send_for_sequencing(opened, plan.participant_ids, day=day, manifest=manifest,
+                                       actor="cli")  # fmt: skip
     finally:
         opened.close()
     console = Console()
     if as_json:
-        report = plan.report.astype(object).where(plan.report.notna(), None)
-        console.print_json(json.dumps({
-            "as_of": day.isoformat(), "capacity": capacity, "pool": plan.pool,
-            "participant_ids": [str(p) for p in plan.participant_ids],
-            "deficit_before": plan.deficit_before, "deficit_after": plan.deficit_after,
-            "report": report.to_dict(orient="records"),
-        }))  # fmt: skip
+        done = None if sent is None else {"samples": len(sent), "manifest": str(manifest)}
+        out = {"as_of": day.isoformat(), **plan.to_dict(), "sent": done}
+        console.print_json(json.dumps(out))
         return
     console.print(_selection_table(plan))
-    console.print(f"squared deficit {plan.deficit_before:.4f} -> {plan.deficit_after:.4f}")
+    console.print(f"squared deficit {plan.deficit_before:.4f} -> {plan.deficit_after:.4f}; "
+                  f"{plan.without_sample} eligible without a DNA sample to send")  # fmt: skip
+    if sent is not None:
+        console.print(f"sent {len(sent)} samples on {day}; manifest in {manifest}",
+                      highlight=False)  # fmt: skip
 
 
 @registry.command("withdraw")

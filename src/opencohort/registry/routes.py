@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from opencohort.errors import OpencohortError
-from opencohort.registry import audit, service
+from opencohort.registry import audit, sequencing, service
 from opencohort.registry import schemas as s
 from opencohort.registry.auth import Action, Principal, RegistryDep, require
 from opencohort.registry.service import StaleVersion
@@ -355,6 +355,40 @@ def get_genomic_state(
 ):
     """A sample's place in the sequencing workflow and its dated steps."""
     return service.genomic_sample_state(registry, sample_id, as_of=_day(as_of))
+
+
+@router.get("/sequencing/plan", response_model=s.SequencingPlanPublic,
+            operation_id="sequencing-plan", tags=["genomics"])  # fmt: skip
+def get_sequencing_plan(
+    registry: RegistryDep,
+    caller: CanReadGenomic,
+    capacity: Annotated[int, Query(ge=0, le=1_000_000)] = sequencing.DEFAULT_CAPACITY,
+    as_of: AsOf = None,
+):
+    """Whom to send for sequencing next toward the diversity targets (nothing is recorded)."""
+    day = _day(as_of)
+    plan = sequencing.plan_sequencing(registry, as_of=day, capacity=capacity)
+    return {"as_of": day, **plan.to_dict()}
+
+
+@router.post("/sequencing/manifests", response_model=s.ManifestPublic, status_code=201,
+             operation_id="sequencing-send", tags=["genomics"])  # fmt: skip
+def create_manifest(
+    body: s.ManifestCreate,
+    request: Request,
+    registry: RegistryDep,
+    caller: CanWriteGenomic,
+    key: IdempotencyKey = None,
+):
+    """Send one DNA sample of each participant for sequencing, all or nothing (refused: 409)."""
+
+    def make() -> s.ManifestPublic:
+        sent = sequencing.send_for_sequencing(registry, body.participant_ids, day=body.day,
+                                              actor=caller.name)  # fmt: skip
+        rows = sent.to_dict(orient="records")
+        return s.ManifestPublic.model_validate({"data": rows, "count": len(rows)})
+
+    return _create(request, caller, key, body, make)
 
 
 @router.get("/audit/verify", response_model=s.AuditReportPublic, operation_id="audit-verify",

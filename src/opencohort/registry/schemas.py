@@ -335,6 +335,60 @@ class GenomicStatePublic(_Out):
     history: list[GenomicHistoryItem]
 
 
+class TargetRowPublic(_Out):
+    """How one category of a targeted attribute is met (shares None where undefined)."""
+
+    attribute: str
+    category: str
+    target: float | None
+    at_least: bool
+    count_before: int
+    share_before: float | None
+    count_selected: int
+    share_selected: float | None
+    count_after: int
+    share_after: float | None
+    met: bool | None
+
+
+class SequencingPlanPublic(_Out):
+    """Whom to sequence next, in pick order, and how the diversity targets are met."""
+
+    as_of: date
+    capacity: int
+    pool: int
+    without_sample: int
+    participant_ids: list[str]
+    deficit_before: float
+    deficit_after: float
+    report: list[TargetRowPublic]
+
+
+class ManifestCreate(BaseModel):
+    """Participants to send for sequencing (e.g. a plan's), all or nothing."""
+
+    participant_ids: list[ParticipantId] = Field(min_length=1, max_length=50_000)
+    day: Day
+
+
+class ManifestRowPublic(_Out):
+    """One sample sent for sequencing."""
+
+    sample_id: str
+    biobank_id: str
+    test_code: str
+    sex_at_birth: str
+    sent_date: date
+    participant_id: str
+
+
+class ManifestPublic(_Out):
+    """The manifest sent: one row per participant."""
+
+    data: list[ManifestRowPublic]
+    count: int
+
+
 class CountsPublic(_Out):
     """Participants counted by enrolment status, site, consent, withdrawal and UBR category."""
 

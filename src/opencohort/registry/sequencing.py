@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from opencohort.errors import InputError, NotFound
 from opencohort.registry import _facts, _status_frame, audit
@@ -162,6 +162,19 @@ class Selection:
     pool: int
     capacity: int = DEFAULT_CAPACITY
     without_sample: int = 0
+
+    def to_dict(self) -> dict:
+        """Return the selection as plain JSON-ready data (NaN and missing values as None)."""
+        report = self.report.astype(object).where(self.report.notna(), None)
+        return {
+            "capacity": self.capacity,
+            "pool": self.pool,
+            "without_sample": self.without_sample,
+            "participant_ids": [str(p) for p in self.participant_ids],
+            "deficit_before": self.deficit_before,
+            "deficit_after": self.deficit_after,
+            "report": report.to_dict(orient="records"),
+        }
 
 
 # --- the pure core ---------------------------------------------------------------------------
@@ -602,30 +615,28 @@ def _bump(connection: Connection, ids: list[str]) -> None:
         raise NotFound(f"no participants {', '.join(missing[:20])} in the registry")
 
 
-def _dna_samples(connection: Connection, ids: list[str]) -> dict[str, list[dict]]:
-    """Return each participant's DNA samples with their genomic history and spoiled days."""
+def _samples(connection: Connection, ids: list[str]) -> dict[str, list[dict]]:
+    """Return each participant's samples (first received first) with their genomic steps and
+    the first day of a quality issue or disposal."""
     sample, g, e = m.Sample, m.GenomicEvent, m.SampleEvent
     found: dict[str, list[dict]] = {}
     for chunk in _chunks(ids):
         rows = connection.execute(
             select(sample.sample_id, sample.participant_id, sample.test_code, sample.received_date)
-            .where(sample.participant_id.in_(chunk), sample.test_code.in_(m.DNA_TEST_CODES))
+            .where(sample.participant_id.in_(chunk))
             .order_by(sample.received_date, sample.sample_id)
         ).mappings()
         by_id = {r["sample_id"]: dict(r, history=[], spoiled=None) for r in rows}
-        owners = select(sample.sample_id).where(sample.participant_id.in_(chunk))
-        steps = select(g.sample_id, g.state, g.event_date).where(g.sample_id.in_(owners))
+        owned = select(sample.sample_id).where(sample.participant_id.in_(chunk))
+        steps = select(g.sample_id, g.state, g.event_date).where(g.sample_id.in_(owned))
         for sample_id, state, day in connection.execute(steps.order_by(g.genomic_event_id)):
-            if sample_id in by_id:
-                by_id[sample_id]["history"].append((GenomicState(state), day))
-        spoiled = select(e.sample_id, e.event_date).where(
-            e.sample_id.in_(owners),
+            by_id[sample_id]["history"].append((GenomicState(state), day))
+        spoiled = select(e.sample_id, func.min(e.event_date)).where(
+            e.sample_id.in_(owned),
             e.state.in_([SampleState.QUALITY_ISSUE.value, SampleState.DISPOSED.value]),
         )
-        for sample_id, day in connection.execute(spoiled):
-            if sample_id in by_id:
-                first = by_id[sample_id]["spoiled"]
-                by_id[sample_id]["spoiled"] = day if first is None else min(first, day)
+        for sample_id, day in connection.execute(spoiled.group_by(e.sample_id)):
+            by_id[sample_id]["spoiled"] = day
         for row in by_id.values():
             found.setdefault(row["participant_id"], []).append(row)
     return found
@@ -637,23 +648,24 @@ def _pick(pid: str, samples: list[dict], status: _facts.ParticipantStatus, day: 
         return None, f"{pid} has withdrawn ({status.withdrawal.reason})"
     if not status.genomic.eligible:
         return None, f"{pid} is not eligible for sequencing on {day}: {status.genomic.reason}"
-    seen = []
-    for sample in samples:
-        current = genomic_state(sample["history"], as_of=date.max)
+    states = [genomic_state(sample["history"], as_of=date.max) for sample in samples]
+    for sample, current in zip(samples, states, strict=True):
         if current.value in COMMITTED:
-            return (
-                None,
-                f"{pid} is already sent for sequencing "
-                f"(sample {sample['sample_id']} is {current.value.value})",
-            )
+            return None, (f"{pid} is already sent for sequencing "
+                          f"(sample {sample['sample_id']} is {current.value.value})")  # fmt: skip
+    seen = []
+    for sample, current in zip(samples, states, strict=True):
+        name, received = sample["sample_id"], sample["received_date"]
+        if sample["test_code"] not in m.DNA_TEST_CODES:
+            continue
         if current.since is not None and current.since > day:
-            seen.append(f"{sample['sample_id']} has a step after {day}")
-        elif sample["received_date"] is None or sample["received_date"] > day:
-            seen.append(f"{sample['sample_id']} not received by {day}")
+            seen.append(f"{name} has a step after {day}")
+        elif received is None or received > day:
+            seen.append(f"{name} not received by {day}")
         elif sample["spoiled"] is not None and sample["spoiled"] <= day:
-            seen.append(f"{sample['sample_id']} has a quality issue or is disposed")
+            seen.append(f"{name} has a quality issue or is disposed")
         elif current.value not in (None, GenomicState.ELIGIBLE):
-            seen.append(f"{sample['sample_id']} is {current.value.value}")
+            seen.append(f"{name} is {current.value.value}")
         else:
             return sample, current.value
     return None, f"{pid} has no DNA sample to send ({'; '.join(seen) or 'none stored'})"
@@ -744,7 +756,7 @@ def _send(
         for chunk in _chunks(ordered)
         for f in _facts.load_facts(connection, chunk)
     }
-    samples = _dna_samples(connection, ordered)
+    samples = _samples(connection, ordered)
     picks, problems = {}, []
     for pid in ordered:
         sample, found = _pick(pid, samples.get(pid, []), _facts.derive(facts[pid], as_of=day), day)
