@@ -358,7 +358,7 @@ def get_genomic_state(
 
 
 @router.get("/sequencing/plan", response_model=s.SequencingPlanPublic,
-            operation_id="sequencing-plan", tags=["genomics"])  # fmt: skip
+            operation_id="genomics-plan", tags=["genomics"])  # fmt: skip
 def get_sequencing_plan(
     registry: RegistryDep,
     caller: CanReadGenomic,
@@ -372,7 +372,7 @@ def get_sequencing_plan(
 
 
 @router.post("/sequencing/manifests", response_model=s.ManifestPublic, status_code=201,
-             operation_id="sequencing-send", tags=["genomics"])  # fmt: skip
+             operation_id="genomics-send", tags=["genomics"])  # fmt: skip
 def create_manifest(
     body: s.ManifestCreate,
     request: Request,
