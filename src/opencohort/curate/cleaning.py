@@ -83,7 +83,7 @@ def _drop_persons(
 
 
 def _duplicate_keys(frame: pd.DataFrame, table: str) -> np.ndarray:
-    """Rows repeating an earlier row's primary key (row ids: at the same site; sites number alone)."""
+    """Rows repeating an earlier row's key (a row id: at the same site, as sites number alone)."""
     key = primary_key(table)
     columns = [key] if key == "person_id" or SRC_ID not in frame.columns else [SRC_ID, key]
     return frame.duplicated(subset=columns).to_numpy()
