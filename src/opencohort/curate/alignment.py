@@ -2,7 +2,8 @@
 
 A site may file a drug under conditions or a lab test under observations. The concept's
 ``domain_id`` (from the vocabulary build plus any OMOP vocabulary the operator put in the
-home, :func:`concept_domains`) names the table the row belongs in. Rows of the five clinical
+home, :func:`concept_domains`) names the table the row belongs in; a row of concept 0 or of a
+concept the vocabulary lacks stays where it is. Rows of the five clinical
 tables below are moved between them, their fields carried by role (concept, dates, type,
 source value ...); a row whose concept's domain has none of these tables is dropped.
 """
@@ -90,8 +91,9 @@ def _roles(table: str) -> dict[str, str]:
 
 
 def _domains(frame: pd.DataFrame, table: str, domains: pd.Series) -> np.ndarray:
+    """Domain of each row's concept; missing for concept 0 ("No matching concept") and unknowns."""
     concept = frame[f"{_STEMS[table]}_concept_id"].astype("float64")
-    return domains.reindex(concept).to_numpy(dtype=object)
+    return domains.reindex(concept.where(concept != 0)).to_numpy(dtype=object)
 
 
 def _moved(rows: pd.DataFrame, source: str, target: str, first_id: int, columns) -> pd.DataFrame:
