@@ -88,6 +88,20 @@ def test_domain_alignment__drug_end_date_filled(planted, sources, concepts):
     assert moved["drug_exposure_end_date"].notna().all()
 
 
+def test_domain_alignment__fractional_quantity_not_a_count(planted, sources):
+    procedure = 4_000_000_001  # a concept the context says is a procedure
+    domains = pd.concat(
+        [sources.context.concept_domains, pd.Series({float(procedure): "Procedure"})]
+    )
+    ctx = sources.context.with_(concept_domains=domains)
+    drugs = planted["drug_exposure"].copy()
+    drugs.loc[3:4, ["drug_concept_id", "quantity"]] = [[procedure, 2.5], [procedure, 3.0]]
+    out = RULES["domain_alignment"]().apply({**planted, "drug_exposure": drugs}, ctx).frames
+    procedures = out["procedure_occurrence"]
+    moved = procedures[procedures["procedure_concept_id"] == procedure]
+    assert moved["quantity"].isna().tolist() == [True, False] and moved["quantity"].iloc[1] == 3
+
+
 def test_domain_alignment__idempotent(planted, sources):
     rule = RULES["domain_alignment"]()
     once = rule.apply(planted, sources.context)

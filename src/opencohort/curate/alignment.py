@@ -102,7 +102,11 @@ def _moved(rows: pd.DataFrame, source: str, target: str, first_id: int, columns)
     theirs = _roles(source)
     for role, column in _roles(target).items():
         if role in theirs and theirs[role] in rows.columns:
-            out[column] = pd.Series(rows[theirs[role]].to_numpy()).astype(out[column].dtype)
+            values = pd.Series(rows[theirs[role]].to_numpy())
+            if out[column].dtype == "Int64":  # e.g. a drug's quantity 2.5 has no procedure count
+                values = pd.to_numeric(values).astype("float64")
+                values = values.where(values % 1 == 0)
+            out[column] = values.astype(out[column].dtype)
     if target == "drug_exposure":
         start = out["drug_exposure_start_date"]
         out["drug_exposure_end_date"] = out["drug_exposure_end_date"].fillna(start)
