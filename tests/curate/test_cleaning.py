@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opencohort.curate import PRE_TIER_STAGES, build_pipeline, run_stage
+from opencohort.curate import PRE_TIER_STAGES, RULES, build_pipeline, run_stage
+from opencohort.curate._omop import SRC_ID, empty
 from opencohort.curate.cleaning import UNIT_CONVERSIONS
 from opencohort.vocab import local_concept_id, measurements
 
@@ -122,3 +123,67 @@ def test_non_matching_participants__site_rows_dropped(cleaned, sources):
 def test_submission_cutoff__nothing_after(cleaned, sources):
     frames, _, _ = cleaned
     assert (frames["condition_occurrence"]["condition_start_date"] <= sources.context.cutoff).all()
+
+
+def _deactivate(sources, n: int = 3):
+    """Context deactivating `n` persons with many conditions on their median condition day."""
+    conditions = sources.frames["condition_occurrence"]
+    persons = conditions["person_id"].value_counts().index[:n]
+    days = conditions[conditions["person_id"].isin(persons)].groupby("person_id")[
+        "condition_start_date"
+    ]
+    on = days.median().round().astype("int64")
+    people = sources.context.people.copy()
+    people.loc[on.index, "deactivated_date"] = on.to_numpy()
+    return sources.context.with_(people=people), on
+
+
+def test_data_after_deactivation__planted_dates(sources):
+    rule = RULES["data_after_deactivation"]()
+    ctx, on = _deactivate(sources)
+    deactivated = ctx.people.index[ctx.people["deactivated_date"].notna()]
+    assert set(on.index) < set(deactivated)  # the program suspends some people itself
+    frames = {t: sources.frames[t] for t in rule.reads}
+    result = rule.apply(frames, ctx)
+    rule.validate({**sources.frames, **result.frames}, ctx)
+    c = frames["condition_occurrence"]
+    limit = c["person_id"].map(ctx.people["deactivated_date"])
+    late = (c["condition_start_date"] > limit) | (c["condition_end_date"] > limit)
+    late = late.fillna(False).to_numpy(dtype=bool)
+    assert c.loc[late, "person_id"].isin(on.index).sum() > 0
+    removed = result.removed["condition_occurrence"]
+    expected = c.loc[late, "condition_occurrence_id"]
+    assert sorted(removed["condition_occurrence_id"]) == sorted(expected)
+    kept = result.frames["condition_occurrence"]
+    assert len(kept) == len(c) - late.sum()
+    assert kept["person_id"].isin(on.index).sum() > 0  # rows up to the day stay
+    for table, rows in result.removed.items():
+        assert rows["person_id"].isin(deactivated).all(), table
+    assert sources.frames["person"]["person_id"].isin(on.index).sum() == len(on)
+
+
+def test_data_after_deactivation__same_day_kept(sources):
+    rule = RULES["data_after_deactivation"]()
+    ctx, on = _deactivate(sources, n=1)
+    person, day = on.index[0], on.iloc[0]
+    c = sources.frames["condition_occurrence"]
+    same = c[(c["person_id"] == person) & (c["condition_start_date"] == day)]
+    same = same[same["condition_end_date"].fillna(day) <= day]
+    assert len(same) > 0
+    kept = rule.apply({t: sources.frames[t] for t in rule.reads}, ctx).frames
+    ids = kept["condition_occurrence"]["condition_occurrence_id"]
+    assert same["condition_occurrence_id"].isin(ids).all()
+
+
+def test_duplicate_ids__per_site():
+    frame = empty("condition_occurrence", src=True)
+    frame = pd.DataFrame(
+        {c: pd.Series([1, 1, 1, 2], dtype=frame[c].dtype) if c == "condition_occurrence_id"
+         else pd.Series(["a", "b", "a", "a"]) if c == SRC_ID
+         else pd.Series([pd.NA] * 4, dtype=frame[c].dtype) for c in frame.columns}
+    )  # fmt: skip
+    result = RULES["duplicate_ids"]().apply({"condition_occurrence": frame}, None)
+    kept = result.frames["condition_occurrence"]
+    assert list(zip(kept[SRC_ID], kept["condition_occurrence_id"], strict=True)) == [
+        ("a", 1), ("b", 1), ("a", 2)
+    ]  # fmt: skip

@@ -1,5 +1,6 @@
 """Curation: cleaning rules, de-identification, tier policies, as declarative rules."""
 
+from opencohort.curate.alignment import DOMAIN_TABLES, concept_domains
 from opencohort.curate.cleaning import CLEANING_STAGES
 from opencohort.curate.deid import PRE_TIER_STAGES, TIER_POLICY, aggregate_zip3, zip3_population
 from opencohort.curate.facts import read_facts, read_identifiers
@@ -21,6 +22,7 @@ from opencohort.curate.service import Policy, Sources, curate, gather
 
 __all__ = [
     "CLEANING_STAGES",
+    "DOMAIN_TABLES",
     "PRE_TIER_STAGES",
     "RULES",
     "TIER_POLICY",
@@ -35,6 +37,7 @@ __all__ = [
     "aggregate_zip3",
     "build_pipeline",
     "changing",
+    "concept_domains",
     "curate",
     "dropping",
     "gather",

@@ -2,7 +2,7 @@
 
 Each rule follows the reference program's rule of the same purpose (``clean_cdr.py``; see
 docs and ``reference/all-of-us-reference.md`` section 2.2); the stages they run in are data,
-:data:`CLEANING_STAGES`.
+:data:`CLEANING_STAGES` (which also names ``domain_alignment``, kept in ``alignment.py``).
 """
 
 from __future__ import annotations
@@ -82,23 +82,28 @@ def _drop_persons(
     )
 
 
+def _duplicate_keys(frame: pd.DataFrame, table: str) -> np.ndarray:
+    """Rows repeating an earlier row's key (a row id: at the same site, as sites number alone)."""
+    key = primary_key(table)
+    columns = [key] if key == "person_id" or SRC_ID not in frame.columns else [SRC_ID, key]
+    return frame.duplicated(subset=columns).to_numpy()
+
+
 @register
 class DuplicateIds(Rule):
-    """Keep the first row of each primary key; later rows with the same key are removed."""
+    """Keep the first row of each primary key per site; later rows with that key are removed."""
 
     id = "duplicate_ids"
-    purpose = "Remove rows whose primary key repeats an earlier row's."
+    purpose = "Remove rows whose primary key repeats an earlier row's from the same site."
     reads = writes = tuple(t for t in EHR_TABLES if primary_key(t))
     implements = "issue 4; AoU DeduplicateIdColumn"
 
     def apply(self, frames, ctx):
-        return dropping(
-            frames, {t: frames[t][primary_key(t)].duplicated().to_numpy() for t in frames}
-        )
+        return dropping(frames, {t: _duplicate_keys(f, t) for t, f in frames.items()})
 
     def check(self, frames, ctx):
         return [f"{t} has duplicate keys" for t in self.writes
-                if frames[t][primary_key(t)].duplicated().any()]  # fmt: skip
+                if _duplicate_keys(frames[t], t).any()]  # fmt: skip
 
 
 @register
@@ -409,6 +414,36 @@ class NoDataAfterDeath(Rule):
         )
 
 
+@register
+class DataAfterDeactivation(Rule):
+    """Remove EHR rows dated after the participant's deactivation (suspension of contact).
+
+    A row goes when any of its event dates (the death date for ``death``) is later than the
+    registry's ``deactivated_date``; rows up to and on that day stay, and so does the person.
+    """
+
+    id = "data_after_deactivation"
+    purpose = "Remove rows with an event dated after the participant's deactivation."
+    reads = writes = (*EVENT_TABLES, "death")
+    depends_on = ("impossible_dates",)
+    implements = "issue 4; AoU RemoveParticipantDataPastDeactivationDate"
+
+    def _after(self, frames, ctx) -> dict[str, np.ndarray]:
+        limit = ctx.people["deactivated_date"]
+        return {
+            t: _any_date(f, event_columns(t) or ["death_date"],
+                         lambda v, f: v > _person_values(f, limit))
+            for t, f in frames.items()
+        }  # fmt: skip
+
+    def apply(self, frames, ctx):
+        return dropping(frames, self._after(frames, ctx))
+
+    def check(self, frames, ctx):
+        after = self._after({t: frames[t] for t in self.writes}, ctx)
+        return [f"{t} has {m.sum()} rows after deactivation" for t, m in after.items() if m.any()]
+
+
 #: Cleaning stages, in order, and their rules (dependencies order rules within a stage).
 CLEANING_STAGES: dict[str, tuple[str, ...]] = {
     "ehr": (
@@ -417,6 +452,7 @@ CLEANING_STAGES: dict[str, tuple[str, ...]] = {
         "submission_cutoff",
         "end_before_start",
         "unmapped_concepts",
+        "domain_alignment",
         "unit_normalisation",
         "extreme_measurements",
         "free_text_notes",
@@ -430,5 +466,6 @@ CLEANING_STAGES: dict[str, tuple[str, ...]] = {
         "birth_year_sanity",
         "events_before_birth",
         "no_data_after_death",
+        "data_after_deactivation",
     ),
 }

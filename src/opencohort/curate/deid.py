@@ -88,9 +88,20 @@ def _research_ids(person: pd.Series, ctx) -> pd.Series:
     return pd.Series(rid, index=person.index).astype("Int64")
 
 
+def _site_keys(frame: pd.DataFrame, column: str) -> pd.MultiIndex:
+    """(sending site, value of `column`) of every row: site row ids are unique per site only."""
+    site = frame[SRC_ID].astype(str) if SRC_ID in frame.columns else pd.Series("", frame.index)
+    return pd.MultiIndex.from_arrays(
+        [site.to_numpy(dtype=object), frame[column].astype("float64").to_numpy()]
+    )
+
+
 @register
 class RowIds(Rule):
-    """Give every row a new id (1..n, ordered by research id) and remap references."""
+    """Give every row a new id (1..n, ordered by research id) and remap references.
+
+    Sites number their rows independently, so a reference is resolved within its own site.
+    """
 
     id = "row_ids"
     purpose = "Replace site row ids (which may embed participant numbers) with new ids."
@@ -104,22 +115,26 @@ class RowIds(Rule):
             key = primary_key(t)
             if key is None or key == "person_id":
                 continue
+            keys = _site_keys(frame, key)
             order = pd.DataFrame(
                 {
                     "rid": _research_ids(frame["person_id"], ctx).astype("float64").to_numpy(),
-                    "id": frame[key].astype("float64").to_numpy(),
+                    "site": keys.get_level_values(0),
+                    "id": keys.get_level_values(1),
                 }
-            ).sort_values(["rid", "id"], kind="stable")
+            ).sort_values(["rid", "site", "id"], kind="stable")
             ids = pd.Series(np.arange(1, len(frame) + 1), index=order.index).sort_index()
-            maps[t] = pd.Series(ids.to_numpy(), index=frame[key].to_numpy())
+            maps[t] = pd.Series(ids.to_numpy(), index=keys)
             new[t] = frame.assign(**{key: ids.astype("Int64").to_numpy()})
         for t, frame in frames.items():
             out = new.get(t, frame)
             for column, target in _REFERENCES.items():
                 if column in out.columns and column != primary_key(t):
-                    mapping = maps.get(target, pd.Series(dtype="float64"))
-                    values = out[column].astype("float64")
-                    out = out.assign(**{column: mapping.reindex(values).astype("Int64").to_numpy()})
+                    if target in maps:
+                        ids = maps[target].reindex(_site_keys(out, column)).to_numpy()
+                    else:
+                        ids = np.full(len(out), np.nan)
+                    out = out.assign(**{column: pd.array(ids, dtype="float64").astype("Int64")})
             nulls = {c: pd.array([pd.NA] * len(out), dtype="Int64")
                      for c in _EVENT_ID_COLUMNS if c in out.columns}  # fmt: skip
             new[t] = out.assign(**nulls)

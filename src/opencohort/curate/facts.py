@@ -59,7 +59,8 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     people : pandas.DataFrame
         Indexed by ``person_id`` (the site person number); columns participant_id,
         research_id, date_shift_days, birth_date (day number), ehr_consent, primary_consent,
-        no_use, death_date (day number, NA if none approved), site_id and the demographic
+        no_use, death_date (day number, NA if none approved), deactivated_date (day number
+        from which contact is suspended, NA if not suspended), site_id and the demographic
         answers (sex_at_birth, gender_identity, sexual_orientation, race_ethnicity,
         education, employment, state, zip).
     site_states : dict
@@ -80,12 +81,16 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
         subset=["death_date"]
     )
     death = day_number(approved["death_date"]).groupby(approved["participant_id"]).min()
+    deactivations = export["deactivations"]
+    deactivated = day_number(deactivations["deactivated_date"])
+    deactivated.index = deactivations["participant_id"].to_numpy()
     out = people.assign(
         birth_date=day_number(people["birth_date"]),
         ehr_consent=pid.map(ehr).eq(True).to_numpy(),
         primary_consent=pid.map(primary).eq(True).to_numpy(),
         no_use=pid.isin(no_use),
         death_date=pid.map(death).astype("Int64"),
+        deactivated_date=pid.map(deactivated).astype("Int64"),
     )
     out.index = pd.Index(participant_number(pid), name="person_id")
     out = out[~out.index.isna() & ~out.index.duplicated()]

@@ -46,9 +46,11 @@ class Context:
     ``people`` has one row per registry participant, indexed by the site person number
     (``person_id`` before de-identification) with columns participant_id, research_id,
     date_shift_days, birth_date (day number), ehr_consent (bool), no_use (bool), retracted
-    (bool: named in a retraction), death_date (day number or NA), state and race_ethnicity.
+    (bool: named in a retraction), death_date (day number or NA), deactivated_date (day
+    number or NA), state and race_ethnicity.
     ``identity_drops`` lists (src_id, person_id) pairs whose rows identity matching drops;
-    ``site_states`` maps site id to state;
+    ``site_states`` maps site id to state; ``concept_domains`` gives the ``domain_id`` of each
+    known concept (indexed by concept id as float);
     ``ehr_sites`` lists (person_id, src_id) pairs of who sent EHR for whom (filled after
     cleaning); ``cutoff`` is the submission cut-off as a day number; ``tier`` is the tier being
     built (``both`` before the tiers).
@@ -65,6 +67,7 @@ class Context:
     )
     settings: Mapping[str, object] = field(default_factory=dict)
     tier: Tier = Tier.BOTH
+    concept_domains: pd.Series = field(default_factory=lambda: pd.Series([], dtype=object))
 
     @cached_property
     def by_research_id(self) -> pd.DataFrame:
@@ -78,21 +81,26 @@ class Context:
 
 @dataclass
 class Result:
-    """What a rule returns: its written tables, and the rows it removed or changed.
+    """What a rule returns: its written tables, and the rows it removed, changed or added.
 
-    ``removed`` and ``changed`` hold, per table, the affected rows as they were before the rule.
+    ``removed`` and ``changed`` hold, per table, the affected rows as they were before the rule;
+    ``added`` the rows a rule wrote into a table (rows it moved there from another), as written.
+    So per table, rows out = rows in - removed + added.
     """
 
     frames: Frames
     removed: dict[str, pd.DataFrame] = field(default_factory=dict)
     changed: dict[str, pd.DataFrame] = field(default_factory=dict)
+    added: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Rows removed and changed per table."""
-        return {
+        """Rows removed, changed and added per table (``added`` only when a rule adds rows)."""
+        counts = {
             "removed": {t: len(f) for t, f in self.removed.items() if len(f)},
             "changed": {t: len(f) for t, f in self.changed.items() if len(f)},
         }
+        added = {t: len(f) for t, f in self.added.items() if len(f)}
+        return counts | ({"added": added} if added else {})
 
 
 def dropping(frames: Mapping[str, pd.DataFrame], masks: Mapping[str, np.ndarray]) -> Result:
@@ -301,7 +309,8 @@ def build_pipeline(
 
 def _sandbox(root: Path, rule: Rule, tier: Tier, result: Result) -> None:
     folder = root / rule.id if tier == Tier.BOTH else root / rule.id / tier.value
-    for action, tables in (("removed", result.removed), ("changed", result.changed)):
+    actions = (("removed", result.removed), ("changed", result.changed), ("added", result.added))
+    for action, tables in actions:
         for table, rows in tables.items():
             if not len(rows):
                 continue
@@ -332,8 +341,8 @@ def run_stage(
     ctx
         Registry facts and settings.
     sandbox
-        Folder receiving ``<rule id>[/<tier>]/<table>.parquet`` with every removed or changed
-        row (column ``sandbox_action``); None keeps nothing.
+        Folder receiving ``<rule id>[/<tier>]/<table>.parquet`` with every removed, changed or
+        added row (column ``sandbox_action``); None keeps nothing.
     on_rule
         Called with each rule before it runs (progress reporting).
 
@@ -343,7 +352,8 @@ def run_stage(
         The frames after the stage.
     log : list of dict
         One record per rule: its declaration, stage, tier, rows in and out per written table,
-        rows removed and changed per table, and seconds taken (apply, validate, sandbox).
+        rows removed and changed (and added, by rules that add) per table, and seconds taken
+        (apply, validate, sandbox).
 
     Raises
     ------

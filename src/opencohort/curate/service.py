@@ -11,6 +11,7 @@ import pandas as pd
 
 from opencohort.config import Home
 from opencohort.curate._omop import DEMOGRAPHICS, EHR_TABLES, PERSON, SRC_ID, empty
+from opencohort.curate.alignment import concept_domains
 from opencohort.curate.deid import PRE_TIER_STAGES, TIER_POLICY
 from opencohort.curate.facts import (
     demographics_table,
@@ -166,6 +167,7 @@ def gather(
         identity_drops=pd.concat(drops, ignore_index=True) if drops else no_drops,
         site_states=site_states,
         settings=home.settings.get("privacy", {}),
+        concept_domains=concept_domains(home.root),
     )
     return Sources(frames, ctx, {"submissions": snapshot})
 
