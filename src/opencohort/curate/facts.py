@@ -59,6 +59,7 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     people : pandas.DataFrame
         Indexed by ``person_id`` (the site person number); columns participant_id,
         research_id, date_shift_days, birth_date (day number), ehr_consent, primary_consent,
+        wearables_consent,
         no_use, death_date (day number, NA if none approved), site_id and the demographic
         answers (sex_at_birth, gender_identity, sexual_orientation, race_ethnicity,
         education, employment, state, zip).
@@ -75,6 +76,7 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     pid = people["participant_id"]
     ehr = _latest_consent(consents, "ehr", as_of)
     primary = _latest_consent(consents, "primary", as_of)
+    wearables = _latest_consent(consents, "wearables", as_of)
     no_use = set(withdrawals.loc[withdrawals["status"] == "no_use", "participant_id"])
     approved = deaths[deaths["review_status"].isin(["approved", "final"])].dropna(
         subset=["death_date"]
@@ -84,6 +86,7 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
         birth_date=day_number(people["birth_date"]),
         ehr_consent=pid.map(ehr).eq(True).to_numpy(),
         primary_consent=pid.map(primary).eq(True).to_numpy(),
+        wearables_consent=pid.map(wearables).eq(True).to_numpy(),
         no_use=pid.isin(no_use),
         death_date=pid.map(death).astype("Int64"),
     )

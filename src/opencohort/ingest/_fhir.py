@@ -58,15 +58,17 @@ def _resources(text: str, file: str) -> list[tuple[int | None, str, dict]]:
                         f"not JSON ({exc.msg}); expected one resource per line",
                         file=file,
                         line=number,
-                    )  # fmt: skip
+                    )
                 )
         if problems:
             raise MalformedFile(problems[:_MAX_PROBLEMS]) from whole
         return out
     if isinstance(document, dict) and document.get("resourceType") == "Bundle":
         entries = document.get("entry") or []
-        return [(None, f"entry[{i}].resource.", e.get("resource") if isinstance(e, dict) else e)
-                for i, e in enumerate(entries)]  # fmt: skip
+        return [
+            (None, f"entry[{i}].resource.", e.get("resource") if isinstance(e, dict) else e)
+            for i, e in enumerate(entries)
+        ]
     if isinstance(document, list):
         return [(None, f"[{i}].", r) for i, r in enumerate(document)]
     return [(None, "", document)]
@@ -93,15 +95,22 @@ def _answers(item: dict, path: str, problems: list[InputError], line: int | None
     for j, answer in enumerate(item.get("answer") or []):
         where = f"{path}.answer[{j}]"
         if not isinstance(answer, dict):
-            problems.append(InputError("answer is not an object", file=file, line=line,
-                                       field=where))  # fmt: skip
+            problems.append(
+                InputError("answer is not an object", file=file, line=line, field=where)
+            )
             continue
         if "valueCoding" in answer:
             coding = answer["valueCoding"]
             code = coding.get("code") if isinstance(coding, dict) else None
             if not isinstance(code, str) or not code.strip():
-                problems.append(InputError("valueCoding has no code", file=file, line=line,
-                                           field=f"{where}.valueCoding.code"))  # fmt: skip
+                problems.append(
+                    InputError(
+                        "valueCoding has no code",
+                        file=file,
+                        line=line,
+                        field=f"{where}.valueCoding.code",
+                    )
+                )
                 continue
             rows.append([code, None, None])
             continue
@@ -113,13 +122,19 @@ def _answers(item: dict, path: str, problems: list[InputError], line: int | None
             value = None if isinstance(value, bool) else value
             value = str(value) if isinstance(value, int | float) else value
         else:
-            problems.append(InputError(
-                "no valueCoding, valueString, valueInteger or valueDecimal",
-                file=file, line=line, field=where))  # fmt: skip
+            problems.append(
+                InputError(
+                    "no valueCoding, valueString, valueInteger or valueDecimal",
+                    file=file,
+                    line=line,
+                    field=where,
+                )
+            )
             continue
         if not isinstance(value, str):
-            problems.append(InputError("value is not a string or number", file=file, line=line,
-                                       field=where))  # fmt: skip
+            problems.append(
+                InputError("value is not a string or number", file=file, line=line, field=where)
+            )
             continue
         if rows and rows[-1][slot] is None:
             rows[-1][slot] = value
@@ -155,8 +170,9 @@ def read_questionnaire_responses(data: bytes, *, file: str) -> TextTable:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise MalformedFile([InputError("not valid UTF-8; save the file as UTF-8", file=file,
-                                        line=line)]) from exc  # fmt: skip
+        raise MalformedFile(
+            [InputError("not valid UTF-8; save the file as UTF-8", file=file, line=line)]
+        ) from exc
     rows: list[list[str | None]] = []
     lines: list[int] = []
     problems: list[InputError] = []
@@ -167,8 +183,14 @@ def read_questionnaire_responses(data: bytes, *, file: str) -> TextTable:
             or resource.get("resourceType") != "QuestionnaireResponse"
         ):
             kind = resource.get("resourceType") if isinstance(resource, dict) else None
-            problems.append(InputError(f"resourceType {kind!r}; expected QuestionnaireResponse",
-                                       file=file, line=at, field=f"{path}resourceType"))  # fmt: skip
+            problems.append(
+                InputError(
+                    f"resourceType {kind!r}; expected QuestionnaireResponse",
+                    file=file,
+                    line=at,
+                    field=f"{path}resourceType",
+                )
+            )
             continue
         subject = resource.get("subject")
         reference = subject.get("reference") if isinstance(subject, dict) else None
@@ -177,12 +199,21 @@ def read_questionnaire_responses(data: bytes, *, file: str) -> TextTable:
             "module_concept_id": _last_segment(resource.get("questionnaire")),
             "authored_date": resource.get("authored"),
         }
-        names = {"participant_id": "subject.reference", "module_concept_id": "questionnaire",
-                 "authored_date": "authored"}  # fmt: skip
+        names = {
+            "participant_id": "subject.reference",
+            "module_concept_id": "questionnaire",
+            "authored_date": "authored",
+        }
         missing = [k for k, v in head.items() if not isinstance(v, str) or not v.strip()]
         for key in missing:
-            problems.append(InputError("missing; this element is required", file=file, line=at,
-                                       field=f"{path}{names[key]}"))  # fmt: skip
+            problems.append(
+                InputError(
+                    "missing; this element is required",
+                    file=file,
+                    line=at,
+                    field=f"{path}{names[key]}",
+                )
+            )
         if missing:
             continue
         for item_path, item in _items(resource.get("item"), path):
@@ -191,12 +222,27 @@ def read_questionnaire_responses(data: bytes, *, file: str) -> TextTable:
             if not answers:
                 continue
             if not isinstance(link, str) or not link.strip():
-                problems.append(InputError("item with answers has no linkId", file=file,
-                                           line=at, field=f"{item_path}.linkId"))  # fmt: skip
+                problems.append(
+                    InputError(
+                        "item with answers has no linkId",
+                        file=file,
+                        line=at,
+                        field=f"{item_path}.linkId",
+                    )
+                )
                 continue
             for answer, value_text, value_number in answers:
-                rows.append([head["participant_id"], head["module_concept_id"], link, answer,
-                             value_text, value_number, head["authored_date"]])  # fmt: skip
+                rows.append(
+                    [
+                        head["participant_id"],
+                        head["module_concept_id"],
+                        link,
+                        answer,
+                        value_text,
+                        value_number,
+                        head["authored_date"],
+                    ]
+                )
                 lines.append(at)
         if len(problems) >= _MAX_PROBLEMS:
             break
@@ -207,6 +253,6 @@ def read_questionnaire_responses(data: bytes, *, file: str) -> TextTable:
         {
             name: pa.array(list(values), type=pa.string())
             for name, values in zip(COLUMNS, columns, strict=True)
-        }  # fmt: skip
+        }
     )
     return TextTable(list(COLUMNS), table, np.asarray(lines, dtype=np.int64))

@@ -1,4 +1,4 @@
-"""``opencohort ingest DIR``: store every feed of a folder raw, check it, say where the reports are."""
+"""``opencohort ingest DIR``: store every feed of a folder raw, check it, show the reports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from opencohort.config import HOME_ENV, find_home
 from opencohort.ingest.feeds import FeedResult
@@ -22,14 +21,26 @@ HomeOption = Annotated[
 
 def _row(result: IngestResult | FeedResult) -> dict:
     if isinstance(result, FeedResult):
-        return {"feed": result.feed, "source": "program",
-                "submission_id": result.submission.submission_id, "new": result.new,
-                "files_failed": len(result.files_failed),
-                "checks_failed": 0, "persons_dropped": 0, "report": str(result.html_path)}  # fmt: skip
-    return {"feed": "ehr", "source": result.site_id,
-            "submission_id": result.submission.submission_id, "new": result.new,
-            "files_failed": len(result.files_failed), "checks_failed": len(result.checks_failed),
-            "persons_dropped": len(result.dropped_person_ids), "report": str(result.html_path)}  # fmt: skip
+        return {
+            "feed": result.feed,
+            "source": "program",
+            "submission_id": result.submission.submission_id,
+            "new": result.new,
+            "files_failed": len(result.files_failed),
+            "checks_failed": 0,
+            "persons_dropped": 0,
+            "report": str(result.html_path),
+        }
+    return {
+        "feed": "ehr",
+        "source": result.site_id,
+        "submission_id": result.submission.submission_id,
+        "new": result.new,
+        "files_failed": len(result.files_failed),
+        "checks_failed": len(result.checks_failed),
+        "persons_dropped": len(result.dropped_person_ids),
+        "report": str(result.html_path),
+    }
 
 
 def ingest(
@@ -57,13 +68,15 @@ def ingest(
     rows = [_row(r) for r in results]
     if as_json:
         console.print_json(json.dumps(rows))
-    else:
-        table = Table(title="ingested feeds")
-        for column in rows[0]:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
-        console.print(table)
+    for row in [] if as_json else rows:
+        state = "new" if row["new"] else "seen before"
+        console.print(
+            f"{row['feed']} {row['source']} {row['submission_id'][:12]} ({state}): "
+            f"{row['files_failed']} files failed, {row['checks_failed']} checks failed; "
+            f"report {row['report']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     problems = [p for r in results if isinstance(r, FeedResult) for p in r.problems]
     for problem in problems:
         errors.print(f"[red]error:[/red] {problem}", highlight=False, soft_wrap=True)

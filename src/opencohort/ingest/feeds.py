@@ -85,6 +85,7 @@ FEEDS: dict[str, tuple[str, ...]] = {
 }
 _FIRST_DAY = (date(1900, 1, 1) - date(1970, 1, 1)).days
 _MAX_PROBLEMS = 100
+_HINT = {"int": "an integer", "float": "a number", "date": "a date; expected YYYY-MM-DD"}
 
 
 def _table_of(feed: str, name: str) -> str | None:
@@ -98,8 +99,9 @@ def _table_of(feed: str, name: str) -> str | None:
 
 def _parse(feed: str, table: str, data: bytes, label: str) -> ParsedTable:
     if label.lower().endswith((".json", ".ndjson")):
-        return parse_text(read_questionnaire_responses(data, file=label), FEED_TABLES[table],
-                          file=label)  # fmt: skip
+        return parse_text(
+            read_questionnaire_responses(data, file=label), FEED_TABLES[table], file=label
+        )
     return _parse_csv(data, FEED_TABLES[table], file=label)
 
 
@@ -116,21 +118,32 @@ def _problems(table: ParsedTable, known: set[str], received: int) -> list[dict]:
         raw = table.text.column(spec.name) if spec.name in table.text.column_names else None
         bad = table.bad_type.get(spec.name, np.zeros(len(frame), dtype=bool))
         if bad.any() and raw is not None:
-            hint = {"int": "an integer", "float": "a number", "date": "a date; expected YYYY-MM-DD"}
-            add(bad, spec.name, lambda r, raw=raw, k=spec.type: f"{raw[r].as_py()!r} is not "
-                f"{hint.get(k, k)}")  # fmt: skip
+            add(
+                bad,
+                spec.name,
+                lambda r, raw=raw, k=spec.type: f"{raw[r].as_py()!r} is not {_HINT[k]}",
+            )
         if spec.required:
-            add(frame[spec.name].isna().to_numpy() & ~bad, spec.name,
-                lambda r: "missing; this field is required")  # fmt: skip
+            add(
+                frame[spec.name].isna().to_numpy() & ~bad,
+                spec.name,
+                lambda r: "missing; this field is required",
+            )
         if spec.type == "date":
             days = frame[spec.name].astype("float64").to_numpy()
             with np.errstate(invalid="ignore"):
                 odd = (days < _FIRST_DAY) | (days > received)
-            add(odd, spec.name, lambda r: "implausible date: before 1900 or after the feed "
-                "was received")  # fmt: skip
+            add(
+                odd,
+                spec.name,
+                lambda r: "implausible date: before 1900 or after the feed was received",
+            )
     pid = frame["participant_id"]
-    add((pid.notna() & ~pid.isin(known)).to_numpy(), "participant_id",
-        lambda r: f"{pid.iloc[r]!r} is not a registry participant")  # fmt: skip
+    add(
+        (pid.notna() & ~pid.isin(known)).to_numpy(),
+        "participant_id",
+        lambda r: f"{pid.iloc[r]!r} is not a registry participant",
+    )
     if table.name == "survey":
         found += _code_problems(table, limit=_MAX_PROBLEMS - len(found))
     return sorted(found, key=lambda p: (p["line"], p["field"]))[:_MAX_PROBLEMS]
@@ -142,10 +155,12 @@ def _code_problems(table: ParsedTable, *, limit: int) -> list[dict]:
     f = table.frame
     questions = pd.MultiIndex.from_frame(codes[["mod_concept_id", "question_concept_id"]])
     triples = pd.MultiIndex.from_frame(codes)
-    asked = pd.MultiIndex.from_arrays([f["module_concept_id"].astype("float64"),
-                                       f["question_concept_id"].astype("float64")])  # fmt: skip
-    given = pd.MultiIndex.from_arrays([*(asked.get_level_values(i) for i in (0, 1)),
-                                       f["answer_concept_id"].astype("float64")])  # fmt: skip
+    asked = pd.MultiIndex.from_arrays(
+        [f["module_concept_id"].astype("float64"), f["question_concept_id"].astype("float64")]
+    )
+    given = pd.MultiIndex.from_arrays(
+        [*(asked.get_level_values(i) for i in (0, 1)), f["answer_concept_id"].astype("float64")]
+    )
     present = f[["module_concept_id", "question_concept_id"]].notna().all(axis=1).to_numpy()
     bad_q = present & ~asked.isin(questions)
     bad_a = present & ~bad_q & f["answer_concept_id"].notna().to_numpy() & ~given.isin(triples)
@@ -154,8 +169,13 @@ def _code_problems(table: ParsedTable, *, limit: int) -> list[dict]:
         field = "question_concept_id" if bad_q[r] else "answer_concept_id"
         what = "not a question of module" if bad_q[r] else "not an answer of question"
         owner = f["module_concept_id"].iloc[r] if bad_q[r] else f["question_concept_id"].iloc[r]
-        out.append({"line": int(table.lines[r]), "field": field,
-                    "message": f"{f[field].iloc[r]} is {what} {owner} in the survey codebook"})  # fmt: skip
+        out.append(
+            {
+                "line": int(table.lines[r]),
+                "field": field,
+                "message": f"{f[field].iloc[r]} is {what} {owner} in the codebook",
+            }
+        )
     return out
 
 
@@ -189,22 +209,34 @@ def read_feed(
     for stored in submission.files:
         table = _table_of(feed, stored.name)
         if table is None:
-            files.append(FileResult(stored.name, None, "unknown", "ignored",
-                                    warnings=[f"not a {feed} file; kept, not read"]))  # fmt: skip
+            files.append(
+                FileResult(
+                    stored.name,
+                    None,
+                    "unknown",
+                    "ignored",
+                    warnings=[f"not a {feed} file; kept, not read"],
+                )
+            )
             continue
         label = f"{feed}/{stored.name}"
         try:
             parsed = _parse(feed, table, submission.file(stored.name).read_bytes(), label)
         except MalformedFile as exc:
-            problems = [{"line": p.line, "field": p.field,
-                         "message": str(p).split(": ", 1)[-1]} for p in exc.problems]  # fmt: skip
+            problems = [
+                {"line": p.line, "field": p.field, "message": str(p).split(": ", 1)[-1]}
+                for p in exc.problems
+            ]
             files.append(FileResult(stored.name, table, feed, "failed", problems=problems))
             failed.add(table)
             continue
         problems = _problems(parsed, known, received)
         status = "failed" if problems else "ok"
-        files.append(FileResult(stored.name, table, feed, status, len(parsed), problems,
-                                list(parsed.warnings)))  # fmt: skip
+        files.append(
+            FileResult(
+                stored.name, table, feed, status, len(parsed), problems, list(parsed.warnings)
+            )
+        )
         if problems:
             failed.add(table)
         else:
@@ -232,13 +264,14 @@ def find_feeds(directory: Path) -> list[FeedSource]:
     """
     directory = Path(directory)
     found = []
-    for feed, folder in ((SURVEY, "registry"), (SURVEY, "surveys"),
-                         (PHYSICAL_MEASUREMENTS, "registry"), (WEARABLES, "wearables")):  # fmt: skip
+    places = (SURVEY, "registry"), (SURVEY, "surveys"), (PHYSICAL_MEASUREMENTS, "registry")
+    for feed, folder in (*places, (WEARABLES, "wearables")):
         path = directory / folder
         if not path.is_dir():
             continue
-        names = tuple(sorted(p.name for p in path.iterdir()
-                             if p.is_file() and _table_of(feed, p.name)))  # fmt: skip
+        names = tuple(
+            sorted(p.name for p in path.iterdir() if p.is_file() and _table_of(feed, p.name))
+        )
         if feed == SURVEY and folder == "registry":
             names = tuple(n for n in names if n.lower().endswith(".csv"))
         if names:
@@ -265,8 +298,11 @@ class FeedResult:
     @property
     def problems(self) -> list[str]:
         """Every problem as ``file, line N, field F: message``."""
-        return [f"{self.feed}/{f['name']}, line {p['line']}, field {p['field']}: {p['message']}"
-                for f in self.report["files"] for p in f["problems"]]  # fmt: skip
+        return [
+            f"{self.feed}/{f['name']}, line {p['line']}, field {p['field']}: {p['message']}"
+            for f in self.report["files"]
+            for p in f["problems"]
+        ]
 
 
 def ingest_feed(
@@ -300,8 +336,9 @@ def ingest_feed(
     InputError
         If the folder holds none of the named files.
     """
-    submission = store_submission(home, PROGRAM, source.folder, received=received,
-                                  feed=source.feed, only=source.names)  # fmt: skip
+    submission = store_submission(
+        home, PROGRAM, source.folder, received=received, feed=source.feed, only=source.names
+    )
     json_path = report_dir(home, PROGRAM, feed=source.feed) / f"{submission.submission_id}.json"
     html_path = json_path.with_suffix(".html")
     if not submission.new and json_path.is_file() and html_path.is_file():
@@ -314,23 +351,31 @@ def ingest_feed(
 
 
 def latest_feed(
-    home: Home, feed: str, known: set[str]
+    home: Home, feed: str, known: set[str], *, submission_id: str | None = None
 ) -> tuple[Submission, dict[str, pd.DataFrame]] | None:
     """The newest stored submission of `feed` whose files all validate, and its tables.
 
-    Returns None when the feed has never been ingested.
+    Returns None when the feed has never been ingested. `submission_id` picks that
+    submission instead (a rebuild of an earlier release).
 
     Raises
     ------
     NotFound
-        If submissions are stored but none validates.
+        If submissions are stored but none validates, or `submission_id` is not stored or
+        does not validate.
     """
     stored = submissions(home, PROGRAM, feed=feed)
+    if submission_id is not None:
+        stored = [s for s in stored if s.submission_id == submission_id]
+        if not stored:
+            raise NotFound(f"no stored {feed} submission {submission_id} in {home.raw}")
     for submission in reversed(stored):
         files, tables = read_feed(submission, feed, known)
         if not any(f.status == "failed" for f in files):
             return submission, tables
     if stored:
-        raise NotFound(f"no stored {feed} submission validates; fix the files named in "
-                       f"{report_dir(home, PROGRAM, feed=feed)} and ingest them again")  # fmt: skip
+        raise NotFound(
+            f"no stored {feed} submission validates; fix the files named in "
+            f"{report_dir(home, PROGRAM, feed=feed)} and ingest them again"
+        )
     return None
