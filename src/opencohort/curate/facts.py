@@ -34,7 +34,7 @@ def to_day(value: date) -> int:
     return int((np.datetime64(value, "D") - _EPOCH).astype(int))
 
 
-def _latest_consent(consents: pd.DataFrame, kind: str, as_of: date) -> pd.Series:
+def latest_consent(consents: pd.DataFrame, kind: str, as_of: date) -> pd.Series:
     """Whether each participant's latest `kind` consent form on `as_of` is a submission."""
     c = consents[(consents["consent_type"] == kind) & (consents["authored_date"] <= as_of)]
     c = c.assign(rank=c["status"].map(_CONSENT_RANK).fillna(3))
@@ -74,9 +74,9 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     people, consents, sites = export["participants"], export["consents"], export["sites"]
     withdrawals, deaths = export["withdrawals"], export["deaths"]
     pid = people["participant_id"]
-    ehr = _latest_consent(consents, "ehr", as_of)
-    primary = _latest_consent(consents, "primary", as_of)
-    wearables = _latest_consent(consents, "wearables", as_of)
+    ehr = latest_consent(consents, "ehr", as_of)
+    primary = latest_consent(consents, "primary", as_of)
+    wearables = latest_consent(consents, "wearables", as_of)
     no_use = set(withdrawals.loc[withdrawals["status"] == "no_use", "participant_id"])
     approved = deaths[deaths["review_status"].isin(["approved", "final"])].dropna(
         subset=["death_date"]
