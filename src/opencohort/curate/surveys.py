@@ -132,6 +132,7 @@ class SurveySkipCodes(Rule):
     reads = writes = (SURVEY,)
     depends_on = ("survey_duplicate_responses",)
     implements = "issue 4; AoU Backfill* skip codes, UpdatePpiNegativePainLevel"
+    introduces = frozenset({str(PMI_SKIP)})
 
     def apply(self, frames, ctx):
         s = frames[SURVEY]
