@@ -17,6 +17,8 @@ from opencohort.curate.surveys import (
 )
 from opencohort.vocab.survey import PMI_SKIP
 
+_NA = pd.array([pd.NA], dtype="Int64")
+
 
 @pytest.fixture(scope="module")
 def survey(sources) -> pd.DataFrame:
@@ -79,7 +81,10 @@ def test_survey_skip_codes__blank_becomes_skip_and_extra_skips_go(survey, source
     assert len(clean.removed["survey"]) == 0 and len(clean.changed["survey"]) == 0
     real = survey[survey["answer_concept_id"] != PMI_SKIP].iloc[[0, 5]]
     beside = real.assign(answer_concept_id=PMI_SKIP, answer_concept_code=str(PMI_SKIP))
-    blank = real.iloc[:1].assign(question_concept_id=1585899, answer_concept_id=pd.NA,
+    person = real["person_id"].iloc[0]
+    mine = set(survey.loc[survey["person_id"] == person, "question_concept_id"])
+    unanswered = min(set(survey["question_concept_id"]) - mine)
+    blank = real.iloc[:1].assign(question_concept_id=unanswered, answer_concept_id=_NA,
                                  answer_concept_code=None, value_text=None)  # fmt: skip
     frame, planted = _planted(survey, beside, blank)
     result = rule.apply({"survey": frame}, sources.context)
@@ -95,7 +100,7 @@ def test_survey_skip_codes__blank_becomes_skip_and_extra_skips_go(survey, source
 def test_survey_free_text__no_text_left_text_only_answer_removed(survey, sources):
     with_text = survey["value_text"].notna()
     assert with_text.any()
-    text_only = survey.iloc[:1].assign(answer_concept_id=pd.NA, value_text="call me at home")
+    text_only = survey.iloc[:1].assign(answer_concept_id=_NA, value_text="call me at home")
     frame, planted = _planted(survey, text_only)
     result = SurveyFreeText().apply({"survey": frame}, sources.context)
     out = result.frames["survey"]

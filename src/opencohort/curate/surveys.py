@@ -139,8 +139,9 @@ class SurveySkipCodes(Rule):
         blank = (s["answer_concept_id"].isna() & s["value_text"].isna()
                  & s["value_as_number"].isna()).to_numpy()  # fmt: skip
         answer = s["answer_concept_id"].where(~blank, PMI_SKIP).astype("Int64")
-        skip = (answer == PMI_SKIP).to_numpy(dtype=bool)
-        answered = pd.Series(~skip, index=s.index).groupby([s[c] for c in _KEY]).transform("any")
+        skip = (answer == PMI_SKIP).fillna(False).to_numpy(dtype=bool)
+        answered = pd.Series(~skip, index=s.index).groupby([s[c] for c in _KEY], dropna=False)
+        answered = answered.transform("any")
         extra = skip & answered.to_numpy(dtype=bool)
         normalised = _with_codes(s.assign(answer_concept_id=answer))
         changed = changing(frames, {SURVEY: normalised}).changed[SURVEY]
