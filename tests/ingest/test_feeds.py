@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from opencohort.ingest import (
@@ -22,6 +24,8 @@ from opencohort.ingest import (
     read_feed,
     submissions,
 )
+from opencohort.ingest._csv import MalformedFile
+from opencohort.ingest._fhir import COLUMNS, read_questionnaire_responses
 from opencohort.ingest.cli import ingest
 
 from .conftest import RECEIVED
@@ -215,3 +219,43 @@ def test_ingest_dir__every_feed_and_cli(home, feed, participants, tmp_path):
     empty.mkdir()
     out = runner.invoke(app, ["ingest", "--home", str(home.root), str(empty)])
     assert out.exit_code != 0 and "no feeds found" in str(out.exception)
+
+
+_KEYS = st.sampled_from(
+    [
+        "subject",
+        "reference",
+        "authored",
+        "questionnaire",
+        "item",
+        "linkId",
+        "answer",
+        "valueCoding",
+        "code",
+        "valueString",
+        "valueInteger",
+    ]
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=16,
+)
+_RESPONSE = st.dictionaries(_KEYS, _JSON, max_size=5).map(
+    lambda d: {**d, "resourceType": "QuestionnaireResponse"}
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=300),
+    _JSON.map(lambda v: json.dumps(v).encode()),
+    st.lists(_RESPONSE, max_size=3).map(lambda rs: "\n".join(map(json.dumps, rs)).encode()),
+))  # fmt: skip
+def test_read_questionnaire_responses__any_bytes_rows_or_error_naming_a_line(data):
+    try:
+        table = read_questionnaire_responses(data, file="x.json")
+    except MalformedFile as exc:
+        assert all(p.file == "x.json" and p.line is not None for p in exc.problems)
+    else:
+        assert table.columns == list(COLUMNS) and len(table.lines) == table.data.num_rows

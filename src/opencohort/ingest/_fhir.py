@@ -65,6 +65,9 @@ def _resources(text: str, file: str) -> list[tuple[int | None, str, dict]]:
         return out
     if isinstance(document, dict) and document.get("resourceType") == "Bundle":
         entries = document.get("entry") or []
+        if not isinstance(entries, list):
+            raise MalformedFile([InputError("Bundle entry is not a list", file=file, line=1,
+                                            field="entry")])  # fmt: skip
         return [
             (None, f"entry[{i}].resource.", e.get("resource") if isinstance(e, dict) else e)
             for i, e in enumerate(entries)
@@ -84,7 +87,8 @@ def _items(items: object, path: str):
         here = f"{path}item[{i}]"
         yield here, item
         yield from _items(item.get("item"), f"{here}.")
-        for j, answer in enumerate(item.get("answer") or []):
+        answers = item.get("answer")
+        for j, answer in enumerate(answers if isinstance(answers, list) else []):
             if isinstance(answer, dict):
                 yield from _items(answer.get("item"), f"{here}.answer[{j}].")
 
@@ -92,7 +96,11 @@ def _items(items: object, path: str):
 def _answers(item: dict, path: str, problems: list[InputError], line: int | None, file: str):
     """Rows (answer id, text, number) of one item."""
     rows: list[list[str | None]] = []
-    for j, answer in enumerate(item.get("answer") or []):
+    answers = item.get("answer") or []
+    if not isinstance(answers, list):
+        problems.append(InputError("answer is not a list", file=file, line=line, field=path))
+        return rows
+    for j, answer in enumerate(answers):
         where = f"{path}.answer[{j}]"
         if not isinstance(answer, dict):
             problems.append(
