@@ -14,6 +14,8 @@ from opencohort.release.check import check_release
 from opencohort.release.cli import release
 from opencohort.release.manifest import MANIFEST, load_manifest, write_manifest
 
+from .conftest import CUTOFF
+
 
 def _copy(home, name: str, change) -> str:
     """Publish a copy of R1 as `name` with `change(label, frame)` applied, manifest rewritten."""
@@ -55,6 +57,37 @@ def test_check_release__missing_registered_person_found(home, r1):
     name = _copy(home, "T-person", _only("registered/person", drop_young))
     problems = check_release(home, name)
     assert any("under 89 are not registered" in p for p in problems), problems
+
+
+def test_check_release__registered_person_aged_89_found(home, r1):
+    def make_old(frame):  # 91 years before the cut-off, minus a shift of at most 364 days
+        frame = frame.copy()
+        frame.loc[frame.index[0], "birth_datetime"] = pd.Timestamp(CUTOFF.year - 91, 1, 1)
+        return frame
+
+    problems = check_release(home, _copy(home, "T-old", _only("registered/person", make_old)))
+    assert any("registered persons are 89+" in p for p in problems), problems
+
+
+def test_check_release__controlled_only_person_of_the_89th_birth_year_allowed(home, r1):
+    """Year of birth alone cannot tell 88 from 89: such a person may be left out of Registered."""
+    first = pd.read_parquet(home.releases / "R1/registered/omop/person.parquet")["person_id"][0]
+
+    def edit(years):
+        def change(label, frame):
+            if label == "registered/person":
+                return frame[frame["person_id"] != first]
+            if label == "controlled/person":
+                at = frame["person_id"] == first
+                return frame.assign(year_of_birth=frame["year_of_birth"].where(~at, years))
+            return None
+
+        return change
+
+    ambiguous = check_release(home, _copy(home, "T-89", edit(CUTOFF.year - 89)))
+    young = check_release(home, _copy(home, "T-88", edit(CUTOFF.year - 88)))
+    assert not any("under 89" in p for p in ambiguous), ambiguous
+    assert any("1 controlled persons under 89 are not registered" in p for p in young), young
 
 
 def test_check_release__birth_dates_and_raw_pii_found(home, r1):

@@ -12,6 +12,7 @@ returns the rule log for the release manifest.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -342,7 +343,7 @@ def run_stage(
         The frames after the stage.
     log : list of dict
         One record per rule: its declaration, stage, tier, rows in and out per written table,
-        and rows removed and changed per table.
+        rows removed and changed per table, and seconds taken (apply, validate, sandbox).
 
     Raises
     ------
@@ -355,6 +356,7 @@ def run_stage(
         if on_rule is not None:
             on_rule(rule)
         before = {t: len(frames[t]) for t in rule.writes if t in frames}
+        started = time.perf_counter()
         result = rule.apply({t: frames[t] for t in rule.reads if t in frames}, ctx)
         undeclared = set(result.frames) - set(rule.writes)
         if undeclared:
@@ -371,6 +373,7 @@ def run_stage(
                 "rows_in": before,
                 "rows_out": {t: len(frames[t]) for t in before},
                 **result.counts(),
+                "seconds": round(time.perf_counter() - started, 3),
             }
         )
     return frames, log

@@ -13,18 +13,21 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pgenlib
 from cyvcf2 import VCF
-from sklearn.ensemble import RandomForestClassifier
 
 from opencohort.config import Home
 from opencohort.errors import ConfigError, InputError, NotFound
 from opencohort.genomics import _columns as c
 from opencohort.genomics import _store
 from opencohort.genomics._ancestry_kernels import hwe_normalize, ld_prune, pca_fit
+
+if TYPE_CHECKING:  # scikit-learn takes seconds to import: only ancestry fitting needs it
+    from sklearn.ensemble import RandomForestClassifier
 
 ANCESTRY_GROUPS = ("afr", "amr", "eas", "eur", "mid", "sas")
 """Continental groups of the reference program's labels."""
@@ -298,6 +301,8 @@ def fit_ancestry(panel: ReferencePanel, *, config: AncestryConfig | None = None)
     af = panel.variants["panel_af"].to_numpy()
     x = hwe_normalize(panel.genotypes, af, m)
     eigenvalues, scores, loadings = pca_fit(x, config.n_pcs)
+    from sklearn.ensemble import RandomForestClassifier
+
     forest = RandomForestClassifier(n_estimators=config.n_estimators, random_state=config.seed)
     forest.fit(scores, panel.labels)
     frame = pd.DataFrame(scores, columns=_pc_names(config.n_pcs))

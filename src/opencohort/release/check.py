@@ -65,17 +65,30 @@ def cross_tier(release: Release, people: pd.DataFrame) -> list[str]:
         if gone := ids & withdrawn:
             problems.append(f"{label}: {len(gone)} withdrawn participants (run 'opencohort "
                             "retract' to rebuild without them)")  # fmt: skip
-    control = frames[f"{CONTROLLED}/person"]
-    cutoff = (date.fromisoformat(release.manifest["cutoff"]) - date(1970, 1, 1)).days
-    old = ages_on(pd.Series(_days(control["birth_datetime"])), cutoff) >= MAX_AGE
-    aged = set(control.loc[old, "person_id"])
-    if aged & persons[REGISTERED]:
-        problems.append(f"{len(aged & persons[REGISTERED])} registered persons are {MAX_AGE}+")
-    if missing := persons[CONTROLLED] - persons[REGISTERED] - aged:
-        problems.append(f"{len(missing)} controlled persons under {MAX_AGE} are not registered")
     shift = people.set_index("research_id")["date_shift_days"].astype("float64")
+    problems += _age_cap(frames, shift, date.fromisoformat(release.manifest["cutoff"]))
     for table in release.tables(REGISTERED):
         problems += _shifted(table, frames, shift)
+    return problems
+
+
+def _age_cap(frames: dict[str, pd.DataFrame], shift: pd.Series, cutoff: date) -> list[str]:
+    """Problems with the 89+ cap: none registered, every missing one possibly 89+.
+
+    A registered birth date plus the person's shift is the true one, so registered ages are
+    exact; controlled keeps the year only, so a person is possibly 89+ when the cut-off year
+    minus the birth year is 89 or more.
+    """
+    registered, control = frames[f"{REGISTERED}/person"], frames[f"{CONTROLLED}/person"]
+    days = shift.reindex(registered["person_id"].astype("float64")).to_numpy()
+    birth = pd.Series(_days(registered["birth_datetime"]) + days)
+    problems = []
+    if n := int((ages_on(birth, (cutoff - date(1970, 1, 1)).days) >= MAX_AGE).sum()):
+        problems.append(f"{n} registered persons are {MAX_AGE}+")
+    possibly_old = cutoff.year - control["year_of_birth"].astype("float64") >= MAX_AGE
+    kept = set(registered["person_id"]) | set(control.loc[possibly_old, "person_id"])
+    if missing := set(control["person_id"]) - kept:
+        problems.append(f"{len(missing)} controlled persons under {MAX_AGE} are not registered")
     return problems
 
 

@@ -1,0 +1,151 @@
+"""Benchmark a full release: ingest the synthetic program, curate both tiers, check the release.
+
+Each step is a real ``opencohort`` command in its own process, so each peak RSS is that step's
+alone (``os.wait4``). The program home is prepared once per size (synthesis, vocabulary, registry
+load) and cached under ``--cache``. Prints a table and writes ``bench/results/curate.json`` with
+seconds and rows/s per curation stage from the release manifest's rule log. Targets (issue 4,
+2 cores): 100,000 participants in at most 3 minutes and 6 GB (curate + check); 1,000,000 in at
+most 30 minutes and 16 GB.
+
+    python bench/curate.py --participants 100000 [--participants 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+LIMITS = {100_000: (180, 6.0), 1_000_000: (1800, 16.0)}
+console = Console()
+
+
+def _machine() -> dict:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(mem / 2**30, 1),
+    }
+
+
+def _step(*args: str) -> dict:
+    """Run one ``opencohort`` command; return its seconds and peak RSS."""
+    command = [sys.executable, "-m", "opencohort", *args]
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            output.seek(0)
+            sys.exit(f"{' '.join(args[:2])} failed:\n{output.read().decode()[-3000:]}")
+    return {"seconds": round(seconds, 2), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2)}
+
+
+def _prepared(cache: Path, participants: int) -> Path:
+    """A program home with the synthetic program generated and the registry loaded (cached)."""
+    home = cache / str(participants) / "home"
+    if (home / ".prepared").exists():
+        return home
+    shutil.rmtree(home.parent, ignore_errors=True)
+    home.parent.mkdir(parents=True)
+    console.print(f"preparing a program of {participants:,} participants in {home}")
+    _step("init", str(home), "--name", "bench")
+    genomes = str(min(1000, participants))
+    _step("synth", "--home", str(home), "--participants", str(participants), "--genomes", genomes,
+          "--sites", "10", "--seed", "1")  # fmt: skip
+    _step("vocab", "build", "--home", str(home))
+    _step("registry", "load", "--home", str(home), str(home / "synthetic" / "registry"))
+    (home / ".prepared").touch()
+    return home
+
+
+def _stages(manifest: dict) -> dict:
+    """Seconds and input rows per curation stage (and tier) from the rule log."""
+    stages: dict[str, dict] = defaultdict(lambda: {"seconds": 0.0, "rows_in": 0})
+    for entry in manifest["rule_log"]:
+        stage = stages[f"{entry['stage']}/{entry['tier']}"]
+        stage["seconds"] += entry["seconds"]
+        stage["rows_in"] += sum(entry["rows_in"].values())
+    return {
+        name: {
+            **s,
+            "seconds": round(s["seconds"], 2),
+            "rows_per_s": round(s["rows_in"] / max(s["seconds"], 1e-3)),
+        }  # fmt: skip
+        for name, s in stages.items()
+    }
+
+
+def _run(cache: Path, participants: int) -> dict:
+    home = _prepared(cache, participants)
+    work = home.parent / "run"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(home, work, ignore=shutil.ignore_patterns("synthetic"), symlinks=True)
+    (work / "synthetic").symlink_to(home / "synthetic")
+    console.print(f"{participants:,} participants: ingest, curate, check")
+    steps = {
+        "ingest": _step("ingest", "ehr", "--home", str(work), str(work / "synthetic" / "ehr")),
+        "curate": _step("curate", "run", "--home", str(work), "--release", "bench"),
+        "check": _step("release", "check", "--home", str(work), "bench"),
+    }
+    manifest = json.loads((work / "releases" / "bench" / "manifest.json").read_text())
+    release_seconds = steps["curate"]["seconds"] + steps["check"]["seconds"]
+    peak = max(steps["curate"]["peak_rss_gb"], steps["check"]["peak_rss_gb"])
+    limit_s, limit_gb = LIMITS.get(participants, (None, None))
+    shutil.rmtree(work)
+    return {
+        "participants": participants,
+        "steps": steps,
+        "release_seconds": round(release_seconds, 2),
+        "release_peak_rss_gb": peak,
+        "limit_seconds": limit_s,
+        "limit_gb": limit_gb,
+        "passed": None if limit_s is None else release_seconds <= limit_s and peak <= limit_gb,
+        "rows": manifest.get("row_counts"),
+        "stages": _stages(manifest),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--participants", type=int, action="append")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/opencohort-bench/curate"))
+    args = parser.parse_args()
+    results = {
+        "machine": _machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "loadavg_before": os.getloadavg(),
+        "spark_duckdb_ratio": None,
+        "note": "the pipeline runs on pandas in one process; no Spark path exists yet",
+        "runs": [_run(args.cache, n) for n in args.participants or [100_000]],
+        "loadavg_after": os.getloadavg(),
+    }
+    table = Table(title="release build")
+    for col in ("participants", "step", "seconds", "peak RSS GB"):
+        table.add_column(col, justify="right")
+    for run in results["runs"]:
+        for step, figures in run["steps"].items():
+            table.add_row(f"{run['participants']:,}", step, f"{figures['seconds']:.1f}",
+                          f"{figures['peak_rss_gb']:.2f}")  # fmt: skip
+    console.print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "curate.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
