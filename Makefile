@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/opencohort vocab build --home $(DEMO)/home
 	$(BIN)/opencohort registry load --home $(DEMO)/home $(DEMO)/home/synthetic/registry
 	$(BIN)/opencohort registry summary --home $(DEMO)/home
-	$(BIN)/opencohort ingest ehr --home $(DEMO)/home $(DEMO)/home/synthetic/ehr
+	$(BIN)/opencohort ingest --home $(DEMO)/home $(DEMO)/home/synthetic
 	$(BIN)/opencohort genomics ingest --home $(DEMO)/home $(DEMO)/home/synthetic/genomes
 	$(BIN)/opencohort genomics qc --home $(DEMO)/home
 	$(BIN)/opencohort genomics ancestry --home $(DEMO)/home --panel $(DEMO)/home/synthetic/genomes/reference_panel

@@ -99,7 +99,7 @@ def _run(cache: Path, participants: int) -> dict:
     (work / "synthetic").symlink_to(home / "synthetic")
     console.print(f"{participants:,} participants: ingest, curate, check")
     steps = {
-        "ingest": _step("ingest", "ehr", "--home", str(work), str(work / "synthetic" / "ehr")),
+        "ingest": _step("ingest", "--home", str(work), str(work / "synthetic")),
         "curate": _step("curate", "run", "--home", str(work), "--release", "bench"),
         "check": _step("release", "check", "--home", str(work), "bench"),
     }

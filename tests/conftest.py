@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 
 from opencohort.config import Home, init_home
-from opencohort.ingest import ingest_ehr_dir
+from opencohort.ingest import ingest_dir
 from opencohort.registry import load_feed, open_registry
 
 
 def _program_home(root: Path, program: Path) -> Home:
-    """Init a home, load a synthetic program's registry feed and ingest its EHR."""
+    """Init a home, load a synthetic program's registry feed and ingest all its feeds."""
     home = init_home(root)
     registry = open_registry(home.registry_url)
     try:
         load_feed(registry, program / "registry", seed=1)
     finally:
         registry.close()
-    ingest_ehr_dir(home, program / "ehr")
+    ingest_dir(home, program)
     return home
 
 

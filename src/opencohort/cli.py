@@ -79,7 +79,7 @@ def _register_areas() -> None:
     app.add_typer(vocab, name="vocab")
     registry.command("serve")(serve)
     app.add_typer(registry, name="registry")
-    app.add_typer(ingest, name="ingest")
+    app.command(name="ingest")(ingest)
     app.add_typer(genomics, name="genomics")
     app.add_typer(curate, name="curate")
     app.add_typer(release, name="release")

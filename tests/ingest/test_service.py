@@ -109,17 +109,17 @@ def test_ingest_ehr_dir__html_escapes_submitted_text(home, tmp_path, participant
     assert "notes &lt;b&gt;.txt" in page
 
 
-def test_ingest_cli__ehr_json(home, feed):
+def test_ingest_cli__ehr_json(home, feed, tmp_path):
     app = typer.Typer()
-    app.add_typer(ingest, name="ingest")
-    shutil.copy(feed / "registry/participants.csv", home.root / "p.csv")
+    app.callback()(lambda: None)  # a group, as the real app is
+    app.command("ingest")(ingest)
+    shutil.copytree(feed / "ehr", tmp_path / "feeds" / "ehr")
     runner = CliRunner()
     done = runner.invoke(
         app,
         [
             "ingest",
-            "ehr",
-            str(feed / "ehr"),
+            str(tmp_path / "feeds"),
             "--site",
             "site_003",
             "--home",
@@ -130,7 +130,7 @@ def test_ingest_cli__ehr_json(home, feed):
     )
     assert done.exit_code == 0, done.output
     [row] = json.loads(done.output)
-    assert row["site_id"] == "site_003" and row["new"] is True
+    assert row["feed"] == "ehr" and row["source"] == "site_003" and row["new"] is True
     assert Path(row["report"]).is_file()
 
 

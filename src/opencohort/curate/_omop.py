@@ -33,8 +33,46 @@ DEMOGRAPHIC_COLUMNS = (
     "state",
     "zip3",
 )
+SURVEY = "survey"
+#: Wearable daily summaries (one row per person and day).
+WEARABLE_TABLES = ("steps_daily", "heart_rate_daily", "sleep_daily")
+#: Columns and types of the program's own feeds, as curated and released (person_id holds
+#: the site person number inside curation and the research id in a release).
+FEED_FIELDS: dict[str, dict[str, str]] = {
+    SURVEY: {
+        "person_id": "int",
+        "survey": "text",
+        "module_concept_id": "int",
+        "question_concept_id": "int",
+        "question_concept_code": "text",
+        "answer_concept_id": "int",
+        "answer_concept_code": "text",
+        "value_as_number": "float",
+        "value_text": "text",
+        "survey_date": "date",
+    },
+    "steps_daily": {"person_id": "int", "date": "date", "steps": "int"},
+    "heart_rate_daily": {"person_id": "int", "date": "date", "resting_heart_rate": "int"},
+    "sleep_daily": {
+        "person_id": "int",
+        "date": "date",
+        **dict.fromkeys(
+            (
+                "minutes_asleep",
+                "minutes_in_bed",
+                "minutes_deep",
+                "minutes_light",
+                "minutes_rem",
+                "minutes_wake",
+            ),
+            "int",
+        ),
+    },
+}
+#: Survey and wearable tables (keyed by person, no primary key).
+FEED_TABLES = tuple(FEED_FIELDS)
 #: Where each table is written inside a tier folder.
-FOLDER = {DEMOGRAPHICS: "survey"}
+FOLDER = {DEMOGRAPHICS: "survey", SURVEY: "survey", **dict.fromkeys(WEARABLE_TABLES, "wearables")}
 
 
 def folder(table: str) -> str:
@@ -46,6 +84,8 @@ def field_types(table: str) -> dict[str, str]:
     """Column name -> ``int``/``float``/``date``/``datetime``/``text`` of a curated table."""
     if table == DEMOGRAPHICS:
         return {c: ("int" if c == "person_id" else "text") for c in DEMOGRAPHIC_COLUMNS}
+    if table in FEED_FIELDS:
+        return dict(FEED_FIELDS[table])
     return {f.name: f.type for f in TABLES[table].fields}
 
 
@@ -97,4 +137,5 @@ def empty_cohort() -> dict[str, pd.DataFrame]:
     frames = {t: empty(t, src=True) for t in EHR_TABLES}
     frames[PERSON] = empty(PERSON)
     frames[DEMOGRAPHICS] = empty(DEMOGRAPHICS)
+    frames.update({t: empty(t) for t in FEED_TABLES})
     return frames

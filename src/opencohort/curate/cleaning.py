@@ -17,6 +17,7 @@ import pandas as pd
 from opencohort.curate._omop import (
     DEMOGRAPHICS,
     EHR_TABLES,
+    FEED_TABLES,
     PERSON,
     SRC_ID,
     date_columns,
@@ -27,12 +28,13 @@ from opencohort.curate._omop import (
 )
 from opencohort.curate.facts import to_day
 from opencohort.curate.rules import Context, Result, Rule, changing, dropping, register
+from opencohort.ingest import PROGRAM
 from opencohort.vocab import local_concept_id, measurements
 
 #: EHR tables with a person_id column.
 EHR_PERSON_TABLES = tuple(t for t in EHR_TABLES if "person_id" in field_types(t))
-#: Every table keyed by person.
-PERSON_TABLES = (*EHR_PERSON_TABLES, PERSON, DEMOGRAPHICS)
+#: Every table keyed by person (EHR, registry, surveys and wearables).
+PERSON_TABLES = (*EHR_PERSON_TABLES, PERSON, DEMOGRAPHICS, *FEED_TABLES)
 EVENT_TABLES = tuple(t for t in EHR_TABLES if event_columns(t))
 FIRST_DAY, LAST_DAY = to_day(date(1900, 1, 1)), to_day(date(2100, 1, 1))
 MIN_BIRTH_YEAR = 1900
@@ -315,6 +317,19 @@ class EhrConsent(_ExcludedPeople):
     depends_on = ("non_matching_participants",)
     implements = "issue 4; AoU RemoveEhrDataWithoutConsent"
     fact, excluded_if = "ehr_consent", False
+
+    def apply(self, frames, ctx):
+        """Sites' rows only: the program's own physical measurements need no EHR consent."""
+        gone = self._excluded(ctx).astype("float64")
+        return dropping(frames, {t: (f[SRC_ID] != PROGRAM).to_numpy(dtype=bool)
+                                 & f["person_id"].astype("float64").isin(gone).to_numpy()
+                                 for t, f in frames.items()})  # fmt: skip
+
+    def check(self, frames, ctx):
+        gone = self._excluded(ctx).astype("float64")
+        return [f"{self.id}: an excluded person is still in {t}" for t in self.writes
+                if (frames[t]["person_id"].astype("float64").isin(gone)
+                    & (frames[t][SRC_ID] != PROGRAM)).any()]  # fmt: skip
 
 
 @register

@@ -28,6 +28,7 @@ from opencohort.curate._omop import (
 )
 from opencohort.curate.cleaning import CLEANING_STAGES, PERSON_TABLES
 from opencohort.curate.rules import Rule, Tier, changing, dropping, register
+from opencohort.curate.surveys import FEED_STAGES
 
 MAX_AGE = 89
 STATE_MIN_PARTICIPANTS = 200
@@ -511,7 +512,11 @@ class StringFields(Rule):
 
 
 #: Stages run once before the tiers.
-PRE_TIER_STAGES: dict[str, tuple[str, ...]] = {**CLEANING_STAGES, "ids": ("row_ids",)}
+PRE_TIER_STAGES: dict[str, tuple[str, ...]] = {
+    **CLEANING_STAGES,
+    **FEED_STAGES,
+    "ids": ("row_ids",),
+}
 _BOTH = (
     "pid_to_rid",
     "site_id_suppression",

@@ -34,7 +34,7 @@ def to_day(value: date) -> int:
     return int((np.datetime64(value, "D") - _EPOCH).astype(int))
 
 
-def _latest_consent(consents: pd.DataFrame, kind: str, as_of: date) -> pd.Series:
+def latest_consent(consents: pd.DataFrame, kind: str, as_of: date) -> pd.Series:
     """Whether each participant's latest `kind` consent form on `as_of` is a submission."""
     c = consents[(consents["consent_type"] == kind) & (consents["authored_date"] <= as_of)]
     c = c.assign(rank=c["status"].map(_CONSENT_RANK).fillna(3))
@@ -59,9 +59,9 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     people : pandas.DataFrame
         Indexed by ``person_id`` (the site person number); columns participant_id,
         research_id, date_shift_days, birth_date (day number), ehr_consent, primary_consent,
-        no_use, death_date (day number, NA if none approved), deactivated_date (day number
-        from which contact is suspended, NA if not suspended), site_id and the demographic
-        answers (sex_at_birth, gender_identity, sexual_orientation, race_ethnicity,
+        wearables_consent, no_use, death_date (day number, NA if none approved),
+        deactivated_date (day number from which contact is suspended, NA if not suspended),
+        site_id and the demographic answers (sex_at_birth, gender_identity, sexual_orientation, race_ethnicity,
         education, employment, state, zip).
     site_states : dict
         Site id -> state.
@@ -74,8 +74,9 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     people, consents, sites = export["participants"], export["consents"], export["sites"]
     withdrawals, deaths = export["withdrawals"], export["deaths"]
     pid = people["participant_id"]
-    ehr = _latest_consent(consents, "ehr", as_of)
-    primary = _latest_consent(consents, "primary", as_of)
+    ehr = latest_consent(consents, "ehr", as_of)
+    primary = latest_consent(consents, "primary", as_of)
+    wearables = latest_consent(consents, "wearables", as_of)
     no_use = set(withdrawals.loc[withdrawals["status"] == "no_use", "participant_id"])
     approved = deaths[deaths["review_status"].isin(["approved", "final"])].dropna(
         subset=["death_date"]
@@ -88,6 +89,7 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
         birth_date=day_number(people["birth_date"]),
         ehr_consent=pid.map(ehr).eq(True).to_numpy(),
         primary_consent=pid.map(primary).eq(True).to_numpy(),
+        wearables_consent=pid.map(wearables).eq(True).to_numpy(),
         no_use=pid.isin(no_use),
         death_date=pid.map(death).astype("Int64"),
         deactivated_date=pid.map(deactivated).astype("Int64"),

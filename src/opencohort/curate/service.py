@@ -20,6 +20,7 @@ from opencohort.curate.facts import (
     read_identifiers,
     to_day,
 )
+from opencohort.curate.feeds import gather_feeds
 from opencohort.curate.rules import (
     TIERS,
     Context,
@@ -32,6 +33,7 @@ from opencohort.curate.rules import (
 )
 from opencohort.errors import InputError, NotFound
 from opencohort.ingest import (
+    PROGRAM,
     Submission,
     latest_submission,
     match_identities,
@@ -92,9 +94,10 @@ def gather(
     cutoff: date,
     people: pd.DataFrame | None = None,
     pinned: Mapping[str, str] | None = None,
+    pinned_feeds: Mapping[str, str] | None = None,
     retract: Collection[str] = (),
 ) -> Sources:
-    """Read registry facts and the latest stored submission of every site into frames.
+    """Read registry facts, every site's latest submission and the program's feeds into frames.
 
     Parameters
     ----------
@@ -106,14 +109,19 @@ def gather(
         Registry facts (from :func:`opencohort.curate.facts.read_facts`); default: read them.
     pinned
         Site id -> submission id to use instead of each site's latest (only these sites).
+    pinned_feeds
+        Feed -> submission id to use instead of each feed's latest valid one (only these
+        feeds); used with `pinned`.
     retract
         Participant ids whose data the ``retracted_participants`` rule removes.
 
     Returns
     -------
     Sources
-        Frames (EHR tables with a ``src_id`` column, the person and demographics tables from
-        the registry), the context, and the snapshot (each submission id and checksum).
+        Frames (EHR tables with a ``src_id`` column, physical measurements among them with
+        the program as source, the person and demographics tables from the registry, survey
+        answers and wearables), the context, and the snapshot (each site and feed
+        submission id and checksum).
 
     Raises
     ------
@@ -158,8 +166,18 @@ def gather(
     frames = {
         t: pd.concat(p, ignore_index=True) if p else empty(t, src=True) for t, p in parts.items()
     }
+    ids = frames["measurement"]["measurement_id"]
+    first_id = int(ids.max()) + 1 if ids.notna().any() else 1
+    known = set(facts["participant_id"])
+    feed_frames, pm, feed_snapshot = gather_feeds(
+        home, known, first_measurement_id=first_id,
+        pinned=None if pinned is None else dict(pinned_feeds or {}),
+    )  # fmt: skip
+    if len(pm):
+        frames["measurement"] = pd.concat([frames["measurement"], pm], ignore_index=True)
     frames[PERSON] = person_table(facts)
     frames[DEMOGRAPHICS] = demographics_table(facts)
+    frames.update(feed_frames)
     no_drops = pd.DataFrame({"src_id": [], "person_id": []})
     ctx = Context(
         cutoff=to_day(cutoff),
@@ -169,7 +187,7 @@ def gather(
         settings=home.settings.get("privacy", {}),
         concept_domains=concept_domains(home.root),
     )
-    return Sources(frames, ctx, {"submissions": snapshot})
+    return Sources(frames, ctx, {"submissions": snapshot, "feeds": feed_snapshot})
 
 
 def ehr_sites(frames: Frames, ctx: Context) -> pd.DataFrame:
@@ -178,6 +196,7 @@ def ehr_sites(frames: Frames, ctx: Context) -> pd.DataFrame:
         [f[["person_id", SRC_ID]] for t, f in frames.items() if t in EHR_TABLES
          and "person_id" in f and len(f)] or [pd.DataFrame({"person_id": [], SRC_ID: []})]
     ).drop_duplicates()  # fmt: skip
+    pairs = pairs[pairs[SRC_ID] != PROGRAM]
     rid = ctx.people["research_id"].reindex(pairs["person_id"].astype("float64")).to_numpy()
     return pd.DataFrame({"person_id": rid, SRC_ID: pairs[SRC_ID].to_numpy()}).dropna()
 

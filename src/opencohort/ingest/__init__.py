@@ -10,6 +10,17 @@ from opencohort.ingest.checks import (
     evaluate,
     run_checks,
 )
+from opencohort.ingest.feeds import (
+    FEED_TABLES,
+    FEEDS,
+    PROGRAM,
+    FeedResult,
+    FeedSource,
+    find_feeds,
+    ingest_feed,
+    latest_feed,
+    read_feed,
+)
 from opencohort.ingest.identity import (
     match_identities,
     participant_number,
@@ -28,6 +39,7 @@ from opencohort.ingest.raw_store import (
 from opencohort.ingest.report import FileResult, build_report, render_html, write_report
 from opencohort.ingest.service import (
     IngestResult,
+    ingest_dir,
     ingest_ehr_dir,
     ingest_site,
     read_submission,
@@ -35,10 +47,15 @@ from opencohort.ingest.service import (
 )
 
 __all__ = [
+    "FEEDS",
+    "FEED_TABLES",
+    "PROGRAM",
     "TABLES",
     "Check",
     "CheckResult",
     "FieldSpec",
+    "FeedResult",
+    "FeedSource",
     "FileResult",
     "IngestResult",
     "MalformedFile",
@@ -51,11 +68,16 @@ __all__ = [
     "checks_for",
     "default_checks",
     "evaluate",
+    "find_feeds",
+    "ingest_dir",
     "ingest_ehr_dir",
+    "ingest_feed",
     "ingest_site",
+    "latest_feed",
     "latest_submission",
     "match_identities",
     "parse_table",
+    "read_feed",
     "participant_number",
     "read_submission",
     "registry_identities",

@@ -1,4 +1,4 @@
-"""``opencohort ingest``: store site submissions raw, check them, say where the reports are."""
+"""``opencohort ingest DIR``: store every feed of a folder raw, check it, show the reports."""
 
 from __future__ import annotations
 
@@ -8,54 +8,77 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from opencohort.config import HOME_ENV, find_home
-from opencohort.ingest.service import ingest_ehr_dir
+from opencohort.ingest.feeds import FeedResult
+from opencohort.ingest.service import IngestResult, ingest_dir
 
-ingest = typer.Typer(
-    help="Ingest feeds: site EHR submissions (stored raw, validated, reported).",
-    no_args_is_help=True,
-)
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar=HOME_ENV, help="Program home (default: nearest above cwd)."),
 ]
 
 
-@ingest.command("ehr")
-def ehr(
-    directory: Annotated[Path, typer.Argument(help="Folder with one folder per site.")],
+def _row(result: IngestResult | FeedResult) -> dict:
+    if isinstance(result, FeedResult):
+        return {
+            "feed": result.feed,
+            "source": "program",
+            "submission_id": result.submission.submission_id,
+            "new": result.new,
+            "files_failed": len(result.files_failed),
+            "checks_failed": 0,
+            "persons_dropped": 0,
+            "report": str(result.html_path),
+        }
+    return {
+        "feed": "ehr",
+        "source": result.site_id,
+        "submission_id": result.submission.submission_id,
+        "new": result.new,
+        "files_failed": len(result.files_failed),
+        "checks_failed": len(result.checks_failed),
+        "persons_dropped": len(result.dropped_person_ids),
+        "report": str(result.html_path),
+    }
+
+
+def ingest(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of feeds: ehr/ (a folder per site), registry/, "
+            "surveys/, wearables/ (like the synthetic program's output)."
+        ),
+    ],
     site: Annotated[
-        list[str] | None, typer.Option("--site", help="Only this site id (repeatable).")
+        list[str] | None, typer.Option("--site", help="Only this EHR site id (repeatable).")
     ] = None,
     home: HomeOption = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Store each site's submission in raw/, validate it and write its report."""
-    results = ingest_ehr_dir(
-        find_home(home), directory, sites=site or None, progress=not no_progress
-    )
-    console = Console()
-    rows = [
-        {
-            "site_id": r.site_id,
-            "submission_id": r.submission.submission_id,
-            "new": r.new,
-            "files_failed": len(r.files_failed),
-            "checks_failed": len(r.checks_failed),
-            "persons_dropped": len(r.dropped_person_ids),
-            "report": str(r.html_path),
-        }
-        for r in results
-    ]
+    """Store each feed raw (EHR, surveys, measurements, wearables), validate it, write its report.
+
+    Exits 1 when a feed file failed validation (its problems are printed; nothing stored
+    before is changed and curation keeps using the feed's last valid submission).
+    """
+    results = ingest_dir(find_home(home), directory, sites=site or None, progress=not no_progress)
+    console, errors = Console(), Console(stderr=True)
+    rows = [_row(r) for r in results]
     if as_json:
         console.print_json(json.dumps(rows))
-        return
-    table = Table(title="ingested EHR submissions")
-    for column in rows[0] if rows else ["site_id"]:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    console.print(table)
+    for row in [] if as_json else rows:
+        state = "new" if row["new"] else "seen before"
+        console.print(
+            f"{row['feed']} {row['source']} {row['submission_id'][:12]} ({state}): "
+            f"{row['files_failed']} files failed, {row['checks_failed']} checks failed; "
+            f"report {row['report']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    problems = [p for r in results if isinstance(r, FeedResult) for p in r.problems]
+    for problem in problems:
+        errors.print(f"[red]error:[/red] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from opencohort.errors import InputError
-from opencohort.ingest._csv import MalformedFile, read_text_csv
+from opencohort.ingest._csv import MalformedFile, TextTable, read_text_csv
 
 _SPEC = {
     "person": """
@@ -406,9 +406,10 @@ def _parse_field(line: str, table: str) -> FieldSpec:
     return FieldSpec(name=name, type=kind, **opts)  # type: ignore[arg-type]
 
 
-def _build_specs() -> dict[str, TableSpec]:
+def build_specs(blocks: dict[str, str]) -> dict[str, TableSpec]:
+    """Table specs from ``name type flags`` blocks (the format of this module's spec)."""
     specs = {}
-    for table, block in _SPEC.items():
+    for table, block in blocks.items():
         fields = tuple(_parse_field(line, table) for line in block.strip().splitlines())
         keys = [f.name for f in fields if f.primary_key]
         specs[table] = TableSpec(table, fields, keys[0] if keys else None)
@@ -416,7 +417,7 @@ def _build_specs() -> dict[str, TableSpec]:
 
 
 #: Every table a site may send, by name (file ``<name>.csv``).
-TABLES: dict[str, TableSpec] = _build_specs()
+TABLES: dict[str, TableSpec] = build_specs(_SPEC)
 
 
 @dataclass
@@ -522,9 +523,21 @@ def parse_table(data: bytes, table: str, *, file: str) -> ParsedTable:
         closed, or a required field is missing from the header; each problem names the file,
         line and field.
     """
-    spec = TABLES[table]
-    text = read_text_csv(data, file=file)
-    renames = V53_RENAMES.get(table, {})
+    return parse_with_spec(data, TABLES[table], file=file, renames=V53_RENAMES.get(table, {}))
+
+
+def parse_with_spec(
+    data: bytes, spec: TableSpec, *, file: str, renames: dict[str, str] | None = None
+) -> ParsedTable:
+    """Parse CSV bytes against any table spec (as :func:`parse_table`, which uses this)."""
+    return parse_text(read_text_csv(data, file=file), spec, file=file, renames=renames)
+
+
+def parse_text(
+    text: TextTable, spec: TableSpec, *, file: str, renames: dict[str, str] | None = None
+) -> ParsedTable:
+    """Convert a table already read as text (CSV or FHIR) to the spec's typed columns."""
+    renames = renames or {}
     names = [renames.get(n, n) for n in text.columns]
     missing = [f.name for f in spec.fields if f.required and f.name not in names]
     if missing:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +125,7 @@ def store_submission(
     *,
     received: datetime | None = None,
     feed: str = "ehr",
+    only: Collection[str] | None = None,
 ) -> Submission:
     """Copy every file of `folder` into the raw store before anything reads it.
 
@@ -139,7 +141,10 @@ def store_submission(
     received
         When the submission arrived (default: now, UTC).
     feed
-        Kind of feed: ``ehr`` for site EHR submissions.
+        Kind of feed: ``ehr`` for site EHR submissions, or another feed's name
+        (``survey``, ``physical_measurements``, ``wearables``).
+    only
+        Store only these files of `folder` (names relative to it); default: every file.
 
     Returns
     -------
@@ -156,6 +161,8 @@ def store_submission(
     if not folder.is_dir():
         raise InputError("not a folder; expected a folder of submission files", file=str(folder))
     sources = sorted(p for p in folder.rglob("*") if p.is_file())
+    if only is not None:
+        sources = [p for p in sources if p.relative_to(folder).as_posix() in set(only)]
     if not sources:
         raise InputError("the folder holds no files", file=str(folder))
     if (folder / MANIFEST).is_file():

@@ -45,9 +45,10 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def report_dir(home: Home, site_id: str) -> Path:
-    """Folder of a site's ingest reports."""
-    return home.root / "reports" / "ingest" / site_id
+def report_dir(home: Home, site_id: str, *, feed: str = "ehr") -> Path:
+    """Folder of a site's ingest reports (of a feed's source, below the feed's name)."""
+    root = home.root / "reports" / "ingest"
+    return root / site_id if feed == "ehr" else root / feed / site_id
 
 
 def _examples(result: CheckResult, table: ParsedTable) -> list[dict]:
@@ -155,7 +156,9 @@ def _examples_html(examples: list[dict]) -> str:
 def render_html(report: dict) -> str:
     """Render a report (from :func:`build_report`) as one self-contained HTML page."""
     s = report["summary"]
-    title = f"Ingest report: site {report['site_id']}, submission {report['submission_id']}"
+    feed = report.get("feed", "ehr")
+    source = f"site {report['site_id']}" if feed == "ehr" else f"{feed} feed {report['site_id']}"
+    title = f"Ingest report: {source}, submission {report['submission_id']}"
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
         f"<style>{_STYLE}</style></head><body><h1>{_e(title)}</h1>",
@@ -239,7 +242,7 @@ def _write(path: Path, text: str) -> None:
 
 def write_report(home: Home, report: dict) -> tuple[Path, Path]:
     """Write a report as ``<submission_id>.json`` and ``.html``; return both paths."""
-    folder = report_dir(home, report["site_id"])
+    folder = report_dir(home, report["site_id"], feed=report.get("feed", "ehr"))
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / f"{report['submission_id']}.json"
     html_path = folder / f"{report['submission_id']}.html"

@@ -19,6 +19,7 @@ from opencohort.config import Home
 from opencohort.errors import InputError
 from opencohort.ingest._csv import MalformedFile
 from opencohort.ingest.checks import SiteContext, run_checks
+from opencohort.ingest.feeds import FeedResult, find_feeds, ingest_feed
 from opencohort.ingest.identity import (
     match_identities,
     participant_number,
@@ -287,4 +288,58 @@ def ingest_ehr_dir(
             bar.update(task, description=f"ingesting {folder.name}")
             results.append(_ingest(home, folder.name, folder, people, received))
             bar.advance(task)
+    return results
+
+
+def ingest_dir(
+    home: Home,
+    directory: Path,
+    *,
+    sites: list[str] | None = None,
+    participants: pd.DataFrame | None = None,
+    received: datetime | None = None,
+    progress: bool = False,
+) -> list[IngestResult | FeedResult]:
+    """Ingest every feed of a folder: site EHR (``ehr/``), surveys, measurements, wearables.
+
+    Parameters
+    ----------
+    home
+        The program home.
+    directory
+        A folder of feeds laid out like the synthetic program's output: ``ehr/`` (one folder
+        per site) and the files :func:`opencohort.ingest.feeds.find_feeds` finds.
+    sites
+        Only these EHR sites (default: every site folder).
+    participants, received, progress
+        As for :func:`ingest_ehr_dir`.
+
+    Returns
+    -------
+    list
+        One :class:`IngestResult` per site, then one
+        :class:`~opencohort.ingest.feeds.FeedResult` per feed.
+
+    Raises
+    ------
+    InputError
+        If `directory` holds no feed at all.
+    """
+    directory = Path(directory)
+    feeds = find_feeds(directory) if directory.is_dir() else []
+    ehr = directory / "ehr"
+    if not feeds and not ehr.is_dir():
+        raise InputError(
+            "no feeds found; expected ehr/ (one folder per site), registry/surveys.csv, "
+            "surveys/, registry/physical_measurements.csv or wearables/",
+            file=str(directory),
+        )
+    people = cache(lambda: _participants(home, participants))
+    results: list[IngestResult | FeedResult] = []
+    if ehr.is_dir():
+        results += ingest_ehr_dir(home, ehr, sites=sites, participants=people(),
+                                  received=received, progress=progress)  # fmt: skip
+    known = set(people()["participant_id"]) if feeds else set()
+    for source in feeds:
+        results.append(ingest_feed(home, source, participants=known, received=received))
     return results

@@ -149,13 +149,14 @@ def build_release(
     final = home.releases / name
     if final.exists():
         raise ReleaseError(f"release {name} exists and releases are immutable; choose a new name")
-    pinned, record, left_out = None, {}, []
+    pinned, pinned_feeds, record, left_out = None, None, {}, []
     if retraction is not None:
         if cutoff is not None:
             raise ConfigError("a retraction uses the retracted release's cut-off; give no cutoff")
         earlier = read_release(home, retraction.release).manifest
         cutoff = date.fromisoformat(earlier["cutoff"])
         pinned = {s["site_id"]: s["submission_id"] for s in earlier["source"]["submissions"]}
+        pinned_feeds = {f["feed"]: f["submission_id"] for f in earlier["source"].get("feeds", [])}
         left_out = sorted({*retraction.participant_ids, *retracted_ids(home, retraction.release)})
         record = {"retraction": {"release": retraction.release, "reason": retraction.reason,
                                  "participants": len(left_out)}}  # fmt: skip
@@ -166,7 +167,8 @@ def build_release(
     for stale in (staging, sandbox):
         shutil.rmtree(stale, ignore_errors=True)
     try:
-        sources = gather(home, cutoff=cutoff, pinned=pinned, retract=left_out)
+        sources = gather(home, cutoff=cutoff, pinned=pinned, pinned_feeds=pinned_feeds,
+                         retract=left_out)  # fmt: skip
         registry_snapshot = datetime.now(UTC).isoformat()
         tiers, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule)
         labelled = {

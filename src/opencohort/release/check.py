@@ -14,8 +14,9 @@ import pandas as pd
 
 from opencohort.config import Home
 from opencohort.curate import read_identifiers
-from opencohort.curate._omop import date_columns, primary_key
+from opencohort.curate._omop import FEED_TABLES, SURVEY, WEARABLE_TABLES, date_columns, primary_key
 from opencohort.curate.deid import MAX_AGE, ages_on
+from opencohort.curate.facts import latest_consent
 from opencohort.errors import ReleaseError
 from opencohort.ingest import read_submission, submissions
 from opencohort.registry import curation_export, open_registry
@@ -24,6 +25,8 @@ from opencohort.release.read import Release, read_release
 
 REGISTERED, CONTROLLED = "registered", "controlled"
 _ZIP5 = re.compile(r"(?<!\d)(\d{5})(?:-\d{4})?(?!\d)")
+#: Free-text columns that must be empty in every tier (their answers become concepts).
+FREE_TEXT = {SURVEY: ("value_text",)}
 
 
 def _days(values: pd.Series) -> np.ndarray:
@@ -94,6 +97,8 @@ def _shifted(table: str, frames: dict[str, pd.DataFrame], shift: pd.Series) -> l
     key, columns = primary_key(table), date_columns(table)
     if table == "person":  # controlled keeps the year of birth only
         return []
+    if table in FEED_TABLES:
+        return _shifted_by_person(table, frames, shift)
     registered, controlled = frames[f"{REGISTERED}/{table}"], frames.get(f"{CONTROLLED}/{table}")
     if not key or not columns or controlled is None or "person_id" not in registered:
         return []
@@ -110,6 +115,42 @@ def _shifted(table: str, frames: dict[str, pd.DataFrame], shift: pd.Series) -> l
         if n := int(np.nansum(wrong)):
             problems.append(f"{REGISTERED}/{table}.{column}: {n} dates are not the "
                             "controlled date minus the person's shift")  # fmt: skip
+    return problems
+
+
+def _shifted_by_person(table: str, frames: dict[str, pd.DataFrame], shift: pd.Series):
+    """As `_shifted` for a table without a key: each person's sorted dates are compared."""
+    (column,) = date_columns(table)
+    registered, controlled = frames[f"{REGISTERED}/{table}"], frames.get(f"{CONTROLLED}/{table}")
+    if controlled is None:
+        return []
+    kept = controlled[controlled["person_id"].isin(set(registered["person_id"]))]
+    days = shift.reindex(kept["person_id"].astype("float64")).to_numpy()
+    expected = pd.DataFrame({"p": kept["person_id"].to_numpy(),
+                             "d": _days(kept[column]) - days}).sort_values(["p", "d"])  # fmt: skip
+    found = pd.DataFrame({"p": registered["person_id"].to_numpy(),
+                          "d": _days(registered[column])}).sort_values(["p", "d"])  # fmt: skip
+    if len(expected) != len(found):
+        return [f"{REGISTERED}/{table}: {len(found)} rows where the controlled tier has "
+                f"{len(expected)} for the same persons"]  # fmt: skip
+    wrong = (expected["p"].to_numpy() != found["p"].to_numpy()) | (
+        np.abs(expected["d"].to_numpy() - found["d"].to_numpy()) > 1e-6
+    )
+    if n := int(wrong.sum()):
+        return [f"{REGISTERED}/{table}.{column}: {n} dates are not the controlled date minus "
+                "the person's shift"]  # fmt: skip
+    return []
+
+
+def wearables_consented(release: Release, consented: set) -> list[str]:
+    """Problems where a wearable row belongs to a person without a wearables consent."""
+    problems = []
+    for tier in (REGISTERED, CONTROLLED):
+        for table in WEARABLE_TABLES:
+            if table in release.tables(tier):
+                ids = set(release.table(tier, table, columns=["person_id"])["person_id"])
+                if n := len(ids - consented):
+                    problems.append(f"{tier}/{table}: {n} persons without a wearables consent")
     return problems
 
 
@@ -165,7 +206,7 @@ def raw_identifiers(home: Home) -> tuple[pd.DataFrame, set[str]]:
 def privacy(
     release: Release, identifiers: pd.DataFrame, zips: set[str], birth: pd.Series
 ) -> list[str]:
-    """Problems found scanning both tiers for direct identifiers, ZIP5s and birth dates.
+    """Problems found scanning both tiers for direct identifiers, ZIP5s, birth dates and free text.
 
     Parameters
     ----------
@@ -189,6 +230,10 @@ def privacy(
             n = sum(any(z in zips for z in _ZIP5.findall(v)) for v in values)
             if n:
                 problems.append(f"{label}.{name}: {n} values hold a five-digit ZIP")
+    for label, frame in frames.items():
+        for name in FREE_TEXT.get(label.split("/")[-1], ()):
+            if name in frame and (n := int(frame[name].notna().sum())):
+                problems.append(f"{label}.{name}: {n} free-text values (must be empty)")
     person = frames[f"{REGISTERED}/person"]
     if person[["month_of_birth", "day_of_birth"]].notna().any().any():
         problems.append(f"{REGISTERED}/person: month or day of birth present")
@@ -222,4 +267,11 @@ def check_release(home: Home, name: str) -> list[str]:
     identifiers = pd.concat([read_identifiers(home), raw], ignore_index=True)
     zips = raw_zips | set(people["zip"].dropna().astype(str).str[:5])
     birth = pd.Series(_days(people["birth_date"]), index=people["research_id"].astype("float64"))
-    return cross_tier(release, people) + privacy(release, identifiers, zips, birth)
+    as_of = date.fromisoformat(release.manifest["cutoff"])
+    wearables = latest_consent(export["consents"], "wearables", as_of)
+    consented = set(people.loc[people["participant_id"].map(wearables).eq(True), "research_id"])
+    return (
+        cross_tier(release, people)
+        + wearables_consented(release, consented)
+        + privacy(release, identifiers, zips, birth)
+    )

@@ -6,7 +6,7 @@ from opencohort.vocab.curated import drugs, measurements
 from opencohort.vocab.icd import icd9cm_codes, icd10cm_codes
 from opencohort.vocab.models import Vocabulary
 from opencohort.vocab.phecode import phecode_definitions, phecode_map
-from opencohort.vocab.survey import survey_codebook
+from opencohort.vocab.survey import survey_answer_codes, survey_codebook
 
 __all__ = [
     "ConceptIdCollision",
@@ -20,6 +20,7 @@ __all__ = [
     "measurements",
     "phecode_definitions",
     "phecode_map",
+    "survey_answer_codes",
     "survey_codebook",
     "write_vocabulary",
 ]

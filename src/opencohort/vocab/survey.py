@@ -9,6 +9,12 @@ import pandas as pd
 
 from opencohort.vocab.models import concept_frame
 
+#: The program's answers valid for any question (not in omopsurvey's codebook).
+PMI_SKIP, PMI_PREFER_NOT_TO_ANSWER, PMI_DONT_KNOW = 903096, 903079, 903087
+#: The Basics sexual-orientation question and answers, missing from omopsurvey's codebook.
+SEXUAL_ORIENTATION = (1585899, (1585900, 1585901, 1585902, 1585903, 1585904))
+_BASICS_ID = 1586134
+
 
 @cache
 def survey_codebook() -> pd.DataFrame:
@@ -75,3 +81,29 @@ def survey_concepts() -> tuple[pd.DataFrame, pd.DataFrame]:
         ignore_index=True,
     ).drop_duplicates()
     return concept, links
+
+
+@cache
+def survey_answer_codes() -> pd.DataFrame:
+    """Every valid (module, question, answer) concept-id triple of the program's surveys.
+
+    The codebook's pairs, the sexual-orientation question of The Basics, and the three PMI
+    answers (skip, prefer not to answer, don't know) for every question. Columns
+    ``mod_concept_id``, ``question_concept_id``, ``answer_concept_id``.
+    """
+    book = survey_codebook()[["mod_concept_id", "question_concept_id", "answer_concept_id"]]
+    question, answers = SEXUAL_ORIENTATION
+    extra = pd.DataFrame(
+        {
+            "mod_concept_id": _BASICS_ID,
+            "question_concept_id": question,
+            "answer_concept_id": answers,
+        }
+    )
+    pairs = pd.concat([book, extra], ignore_index=True)
+    questions = pairs[["mod_concept_id", "question_concept_id"]].drop_duplicates()
+    pmi = [
+        questions.assign(answer_concept_id=code)
+        for code in (PMI_SKIP, PMI_PREFER_NOT_TO_ANSWER, PMI_DONT_KNOW)
+    ]
+    return pd.concat([pairs, *pmi], ignore_index=True).drop_duplicates().reset_index(drop=True)
