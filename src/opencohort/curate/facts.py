@@ -61,8 +61,8 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
         research_id, date_shift_days, birth_date (day number), ehr_consent, primary_consent,
         wearables_consent, no_use, death_date (day number, NA if none approved),
         deactivated_date (day number from which contact is suspended, NA if not suspended),
-        site_id and the demographic answers (sex_at_birth, gender_identity, sexual_orientation, race_ethnicity,
-        education, employment, state, zip).
+        site_id and the demographic answers (sex_at_birth, gender_identity,
+        sexual_orientation, race_ethnicity, education, employment, state, zip).
     site_states : dict
         Site id -> state.
     """
