@@ -124,8 +124,8 @@ def _counts(url: str) -> dict[str, int]:
 def load(engine: str, n: int, feed: Path, work: Path, pg_url: str) -> dict:
     """Load `feed` into a fresh `engine` registry in a child process; return time and memory."""
     home, url = _home(engine, n, work, pg_url)
-    command = [sys.executable, "-m", "opencohort", "registry", "load", "--home", str(home),
-               "--json", str(feed)]  # fmt: skip
+    command = [sys.executable, "-c", "from opencohort.cli import main; main()", "registry",
+               "load", "--home", str(home), "--json", str(feed)]  # fmt: skip
     loadavg = os.getloadavg()
     out, err = home / "load.out", home / "load.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Table
 
 #: SQLite page cache (KiB) while a large feed loads: the unique indexes on random ids stay in
 #: memory instead of being spilled to the WAL and read back on every insert.
-SQLITE_CACHE_KIB = 768 * 1024
+SQLITE_CACHE_KIB = 512 * 1024
 
 
 def _quoted(names: list[str]) -> str:

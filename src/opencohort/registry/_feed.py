@@ -28,8 +28,8 @@ from opencohort.registry.status import (
     WithdrawalStatus,
 )
 
-#: CSV bytes per block: about 30,000 participants or a million survey rows.
-BLOCK_BYTES = 16 << 20
+#: CSV bytes per block: about 15,000 participants or 80,000 survey rows.
+BLOCK_BYTES = 8 << 20
 BOOL = {"true": True, "false": False, "True": True, "False": False, "1": True, "0": False}
 
 # kind codes: pid, date, date?, bool, float?, str, str?, sha, or a frozenset of allowed values.
