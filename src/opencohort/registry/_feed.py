@@ -28,7 +28,7 @@ from opencohort.registry.status import (
     WithdrawalStatus,
 )
 
-#: CSV bytes per block: about 15,000 participants or 80,000 survey rows.
+#: CSV bytes per block: about 28,000 participants or 80,000 survey rows.
 BLOCK_BYTES = 8 << 20
 BOOL = {"true": True, "false": False, "True": True, "False": False, "1": True, "0": False}
 
