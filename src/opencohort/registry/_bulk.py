@@ -7,9 +7,11 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, UniqueConstraint
 
 #: SQLite page cache (KiB) while a large feed loads: the unique indexes on random ids stay in
 #: memory instead of being spilled to the WAL and read back on every insert.
@@ -49,30 +51,60 @@ class BulkWriter:
         self.connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
     def _copy(self, table: Table, rows: pa.Table, *, skip_existing: bool) -> None:
-        names = _quoted(rows.column_names)
+        names = rows.column_names
+        if not skip_existing:
+            self._copy_into(f'"{table.name}"', rows)
+            return
+        key = _surrogate_key(table, names)
+        if key:
+            rows = rows.filter(pa.array(~_duplicated(rows, key)))
+        stage = f'"_load_{table.name}"'
+        if table.name not in self._staged:
+            self.connection.exec_driver_sql(
+                f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+                f'SELECT {_quoted(names)} FROM "{table.name}" WITH NO DATA'
+            )
+            self._staged.add(table.name)
+        self.connection.exec_driver_sql(f"TRUNCATE {stage}")
+        self._copy_into(stage, rows)
+        picked = ", ".join(f's."{name}"' for name in names)
+        new = ""
+        if key:
+            on = " AND ".join(f't."{c}" = s."{c}"' for c in key)
+            new = (
+                f'LEFT JOIN LATERAL (SELECT 1 AS hit FROM "{table.name}" t WHERE {on} LIMIT 1) '
+                "x ON true WHERE x.hit IS NULL ORDER BY s.ctid"
+            )
+        self.connection.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({_quoted(names)}) SELECT {picked} FROM {stage} s '
+            f"{new} ON CONFLICT DO NOTHING"
+        )
+
+    def _copy_into(self, target: str, rows: pa.Table) -> None:
         buffer = io.BytesIO()
         pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False))
         raw = self.connection.connection.driver_connection
-        target = f'"{table.name}"'
-        if skip_existing:
-            target = f'"_load_{table.name}"'
-            if table.name not in self._staged:
-                self.connection.exec_driver_sql(
-                    f"CREATE TEMP TABLE {target} ON COMMIT DROP AS "
-                    f'SELECT {names} FROM "{table.name}" WITH NO DATA'
-                )
-                self._staged.add(table.name)
-            self.connection.exec_driver_sql(f"TRUNCATE {target}")
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f"COPY {target} ({names}) FROM STDIN (FORMAT csv)") as copy,
-        ):
+        sql = f"COPY {target} ({_quoted(rows.column_names)}) FROM STDIN (FORMAT csv)"
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
             copy.write(buffer.getbuffer())
-        if skip_existing:
-            self.connection.exec_driver_sql(
-                f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM {target} '
-                "ON CONFLICT DO NOTHING"
-            )
+
+
+def _surrogate_key(table: Table, names: list[str]) -> list[str]:
+    """The unique key of a table whose primary key the database draws, else ``[]``.
+
+    PostgreSQL draws a sequence value for every row offered, clashing or not; offering only new
+    rows, in feed order, keeps the ids the same whatever the block size.
+    """
+    if any(c.name in names for c in table.primary_key.columns):
+        return []
+    unique = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
+    return [c.name for c in unique[0].columns] if unique else []
+
+
+def _duplicated(rows: pa.Table, key: list[str]) -> np.ndarray:
+    """Rows whose `key` repeats an earlier row's."""
+    frame = pd.DataFrame({c: rows.column(c).to_pandas() for c in key})
+    return frame.duplicated().to_numpy()
 
 
 @contextmanager
