@@ -124,8 +124,8 @@ def _counts(url: str) -> dict[str, int]:
 def load(engine: str, n: int, feed: Path, work: Path, pg_url: str) -> dict:
     """Load `feed` into a fresh `engine` registry in a child process; return time and memory."""
     home, url = _home(engine, n, work, pg_url)
-    command = [sys.executable, "-c", "from opencohort.cli import main; main()", "registry",
-               "load", "--home", str(home), "--json", str(feed)]  # fmt: skip
+    cli = [sys.executable, "-c", "from opencohort.cli import main; main()", "registry"]
+    command = [*cli, "load", "--home", str(home), "--json", str(feed)]
     loadavg = os.getloadavg()
     out, err = home / "load.out", home / "load.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -137,9 +137,11 @@ def load(engine: str, n: int, feed: Path, work: Path, pg_url: str) -> dict:
     if child.returncode != 0:
         raise RuntimeError(f"{engine} load of {n} failed:\n{err.read_text()[-4000:]}")
     peak_gb = usage.ru_maxrss * 1024 / 1e9  # Linux reports kilobytes
+    verify = subprocess.run([*cli, "audit", "verify", "--home", str(home)], capture_output=True)
     limit = LIMITS[engine]
     return {
         "participants": n,
+        "feed_bytes": sum(path.stat().st_size for path in feed.glob("*.csv")),
         "seconds": round(seconds, 1),
         "participants_per_s": round(n / seconds),
         "peak_rss_gb": round(peak_gb, 3),
@@ -150,6 +152,7 @@ def load(engine: str, n: int, feed: Path, work: Path, pg_url: str) -> dict:
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         "new_rows": json.loads(out.read_text()),
         "rows": _counts(url),
+        "audit_chain_ok": verify.returncode == 0,
     }
 
 
