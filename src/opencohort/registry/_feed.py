@@ -220,8 +220,12 @@ def _blocks(path: Path, columns: list[str], block_bytes: int) -> Iterator[pd.Dat
 
 
 def _whole(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Read `columns` of `path` at once (as strings); for small files or a few columns."""
-    return pacsv.read_csv(path, convert_options=_options(columns)).to_pandas()
+    """Read `columns` of `path` (as strings) block by block: a few columns of a large file, or
+    a small file, without holding the whole CSV in memory."""
+    frames = list(_blocks(path, columns, BLOCK_BYTES))
+    return (
+        pd.concat(frames) if frames else pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    )
 
 
 def _present(feed_dir: Path, problems: list[dict]) -> dict[str, Path]:
