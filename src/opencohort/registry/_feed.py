@@ -1,4 +1,10 @@
-"""Bulk load of a participant feed (``registry/*.csv``): validate everything, then insert."""
+"""Bulk load of a participant feed (``registry/*.csv``), streamed in blocks of rows.
+
+Each file is read in blocks of about ``block_bytes`` of CSV, so memory stays bounded whatever the
+feed's size. Every block is checked and inserted in the caller's transaction; after the first bad
+row nothing more is inserted but checking goes on, and the caller's rollback undoes the rest, so
+a bad feed (or a killed load) stores nothing and every problem is reported at once.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from opencohort.errors import InputError
 from opencohort.registry import models as m
+from opencohort.registry._bulk import BulkWriter, load_settings
 from opencohort.registry.status import (
     ConsentStatus,
     ConsentType,
@@ -22,7 +28,8 @@ from opencohort.registry.status import (
     WithdrawalStatus,
 )
 
-CHUNK = 50_000
+#: CSV bytes per block: about 28,000 participants or 80,000 survey rows.
+BLOCK_BYTES = 8 << 20
 BOOL = {"true": True, "false": False, "True": True, "False": False, "1": True, "0": False}
 
 # kind codes: pid, date, date?, bool, float?, str, str?, sha, or a frozenset of allowed values.
@@ -141,47 +148,6 @@ class FeedError(InputError):
         super().__init__(f"{len(problems)} bad rows, nothing loaded: {shown}{more}")
 
 
-def read_feed(feed_dir: Path) -> tuple[dict[str, pd.DataFrame], list[dict]]:
-    """Read the feed files that exist (all values as strings) and check each value.
-
-    Returns the frames (typed columns added as ``<name>`` replaced by parsed values) and the
-    list of problems found, each naming file, line, field, value and message.
-    """
-    feed_dir = Path(feed_dir)
-    if not (feed_dir / "participants.csv").exists():
-        raise InputError(
-            "no participants.csv here; pass the synthetic program's registry directory",
-            file=str(feed_dir),
-        )
-    frames: dict[str, pd.DataFrame] = {}
-    problems: list[dict] = []
-    for name, spec in _SPECS.items():
-        path = feed_dir / name
-        if not path.exists():
-            continue
-        with path.open(newline="") as handle:
-            header = next(csv.reader(handle), [])
-        missing = [c for c in spec if c not in header]
-        for column in missing:
-            problems.append(_problem(name, 1, column, "", "column is missing from the header"))
-        if missing:
-            continue
-        table = pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(spec),
-                column_types=dict.fromkeys(spec, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        frame = table.to_pandas()
-        if name == "surveys.csv":
-            frame = frame.drop_duplicates(["participant_id", "module", "authored_date"])
-        frames[name] = _check(name, frame, spec, problems)
-    return frames, problems
-
-
 def _problem(file: str, line: int, field: str, value: object, message: str) -> dict:
     return {"file": file, "line": int(line), "field": field, "value": value, "message": message}
 
@@ -229,89 +195,68 @@ def _check(name: str, frame: pd.DataFrame, spec: dict, problems: list[dict]) -> 
     return out
 
 
-def check_references(
-    frames: dict[str, pd.DataFrame], known: Callable[[str], set[str]], problems: list[dict]
-) -> None:
-    """Check ids that point elsewhere: sites, participants, and irreversible withdrawals.
-
-    `known(column)` returns the ids already stored for ``site_id`` or ``participant_id``.
-    """
-    people = frames["participants.csv"]
-    duplicated = people["participant_id"].duplicated(keep="first").to_numpy()
-    _report(problems, "participants.csv", people, duplicated, "participant_id",
-            "'{value}' appears twice in participants.csv")  # fmt: skip
-    sites = set(known("site_id"))
-    if "sites.csv" in frames:
-        sites |= set(frames["sites.csv"]["site_id"])
-    bad = ~(people["site_id"].isin(sites) | (people["site_id"] == "")).to_numpy()
-    _report(problems, "participants.csv", people, bad, "site_id",
-            "'{value}' is not a known site; add it to sites.csv")  # fmt: skip
-    ids = set(people["participant_id"]) | known("participant_id")
-    for name, frame in frames.items():
-        if name in ("participants.csv", "sites.csv"):
-            continue
-        bad = ~frame["participant_id"].isin(ids).to_numpy()
-        _report(problems, name, frame, bad, "participant_id",
-                "'{value}' is not in participants.csv or the registry")  # fmt: skip
-
-
-def check_withdrawals(
-    frames: dict[str, pd.DataFrame], stored_no_use: pd.DataFrame, problems: list[dict]
-) -> None:
-    """Report feed withdrawals that would revert a no-use withdrawal (stored or in the feed)."""
-    frame = frames.get("withdrawals.csv")
-    if frame is None or frame.empty:
-        return
-    feed_no_use = frame.loc[
-        frame["withdrawal_status"] == WithdrawalStatus.NO_USE, ["participant_id", "withdrawal_date"]
-    ]
-    first = (
-        pd.concat([feed_no_use, stored_no_use], ignore_index=True)
-        .groupby("participant_id")["withdrawal_date"]
-        .min()
+def _options(columns: list[str]) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        include_columns=columns,
+        column_types=dict.fromkeys(columns, pa.string()),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
     )
-    since = frame["participant_id"].map(first)
-    bad = (
-        (frame["withdrawal_status"] != WithdrawalStatus.NO_USE) & (frame["withdrawal_date"] > since)
-    ).to_numpy()
-    _report(problems, "withdrawals.csv", frame, bad, "withdrawal_status",
-            "'{value}' after a no_use withdrawal; no_use is irreversible")  # fmt: skip
 
 
-def _python(frame: pd.DataFrame, columns: dict[str, str]) -> list[dict]:
-    """Return rows as dicts of Python values (dates, None for missing), renamed by `columns`."""
-    values = {}
+def _blocks(path: Path, columns: list[str], block_bytes: int) -> Iterator[pd.DataFrame]:
+    """Yield `path`'s `columns` in blocks of string frames, indexed by row number from 0."""
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=block_bytes),
+        convert_options=_options(columns),
+    )
+    offset = 0
+    for batch in reader:
+        frame = batch.to_pandas()
+        frame.index = pd.RangeIndex(offset, offset + len(frame))
+        offset += len(frame)
+        yield frame
+
+
+def _whole(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Read `columns` of `path` (as strings) block by block: a few columns of a large file, or
+    a small file, without holding the whole CSV in memory."""
+    frames = list(_blocks(path, columns, BLOCK_BYTES))
+    return (
+        pd.concat(frames) if frames else pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    )
+
+
+def _present(feed_dir: Path, problems: list[dict]) -> dict[str, Path]:
+    """Return the feed files that exist and whose header holds every column of their spec."""
+    present = {}
+    for name, spec in _SPECS.items():
+        path = feed_dir / name
+        if not path.exists():
+            continue
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        missing = [c for c in spec if c not in header]
+        for column in missing:
+            problems.append(_problem(name, 1, column, "", "column is missing from the header"))
+        if not missing:
+            present[name] = path
+    return present
+
+
+def _arrow(frame: pd.DataFrame, columns: dict[str, str]) -> pa.Table:
+    """Return `frame`'s columns renamed by `columns` as Arrow (dates as date32, NaN as null)."""
+    arrays = {}
     for source, target in columns.items():
-        series = frame[source]
-        if series.dtype.kind == "M":
-            dates = series.dt.date.astype(object)
-            values[target] = dates.where(series.notna(), None).tolist()
-        elif series.dtype.kind == "f":
-            values[target] = series.astype(object).where(series.notna(), None).tolist()
+        values = frame[source].to_numpy()
+        if values.dtype.kind == "M":
+            arrays[target] = pa.array(values.astype("datetime64[D]"), pa.date32(), from_pandas=True)
+        elif values.dtype == object:
+            arrays[target] = pa.array(values, pa.string(), from_pandas=True)
         else:
-            values[target] = series.tolist()
-    names = list(values)
-    return [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
-
-
-def _chunks(records: list[dict]) -> Iterator[list[dict]]:
-    for start in range(0, len(records), CHUNK):
-        yield records[start : start + CHUNK]
-
-
-def insert(
-    connection: Connection, table: Table, records: list[dict], *, skip_existing: bool
-) -> None:
-    """Insert `records` in chunks; `skip_existing` skips rows clashing on a unique key."""
-    if not records:
-        return
-    if skip_existing:
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(table).on_conflict_do_nothing()
-    else:
-        statement = table.insert()
-    for chunk in _chunks(records):
-        connection.execute(statement, chunk)
+            arrays[target] = pa.array(values, from_pandas=True)
+    return pa.table(arrays)
 
 
 def count(connection: Connection, table: Table) -> int:
@@ -319,98 +264,212 @@ def count(connection: Connection, table: Table) -> int:
     return connection.execute(select(func.count()).select_from(table)).scalar_one()
 
 
-def feed_tables(frames: dict[str, pd.DataFrame], new_people: pd.DataFrame) -> Iterator[tuple]:
-    """Yield ``(table, records)`` in foreign-key order for everything the feed holds.
+def _same(name: str) -> dict[str, str]:
+    return {c: c for c in _SPECS[name]}
 
-    `new_people` are the participants.csv rows not yet stored, with drawn ``research_id``,
-    ``biobank_id`` and ``date_shift_days`` columns.
+
+#: Feed file -> (table, {feed column: table column}) for files that map one row to one row.
+_ROW_TABLES = {
+    "consents.csv": (m.Consent.__table__, _same("consents.csv")),
+    "surveys.csv": (m.SurveyCompletion.__table__, _same("surveys.csv")),
+    "physical_measurements.csv": (
+        m.PhysicalMeasurement.__table__,
+        {**_same("physical_measurements.csv"), "pm_date": "measured_date"},
+    ),
+    "withdrawals.csv": (
+        m.WithdrawalEvent.__table__,
+        {"participant_id": "participant_id", "withdrawal_status": "status",
+         "withdrawal_date": "authored_date", "withdrawal_reason": "reason",
+         "aian_ceremony": "aian_ceremony"},
+    ),
+    "suspensions.csv": (
+        m.SuspensionEvent.__table__,
+        {"participant_id": "participant_id", "suspension_status": "status",
+         "suspension_date": "event_date"},
+    ),
+    "deaths.csv": (
+        m.DeceasedReport.__table__,
+        {"participant_id": "participant_id", "death_date": "death_date",
+         "reported_date": "reported_date", "report_source": "source",
+         "report_status": "review_status"},
+    ),
+}  # fmt: skip
+_ORDER_COLUMNS = ["order_id", "participant_id", "collection_method", "created_date",
+                  "collected_date", "processed_date", "finalized_date"]  # fmt: skip
+_SAMPLE_COLUMNS = ["sample_id", "order_id", "participant_id", "test_code", "received_date"]
+
+
+def _site_tables(sites: pd.DataFrame) -> Iterator[tuple[Table, pa.Table]]:
+    awardees = sites.drop_duplicates("awardee_id")
+    awardees = awardees.assign(name=awardees["awardee_id"])
+    yield m.Awardee.__table__, _arrow(awardees, {"awardee_id": "awardee_id", "name": "name"})
+    orgs = sites.drop_duplicates("organization_id")
+    orgs = orgs.assign(name=orgs["organization_id"])
+    columns = {"organization_id": "organization_id", "awardee_id": "awardee_id", "name": "name"}
+    yield m.Organization.__table__, _arrow(orgs, columns)
+    columns = {"site_id": "site_id", "organization_id": "organization_id", "site_name": "name",
+               "state": "state", "imperial_units": "imperial_units"}  # fmt: skip
+    yield m.Site.__table__, _arrow(sites, columns)
+
+
+def _people_tables(people: pd.DataFrame) -> Iterator[tuple[Table, pa.Table]]:
+    """Participant and identity rows of new `people` (with drawn ids and ``version``)."""
+    site = people["site_id"]
+    people = people.assign(site_id=site.astype(object).where(site != "", None))
+    people = people.rename(columns={"guardian_consent": "guardian_linked"})
+    for model in (m.Participant, m.ParticipantIdentity):
+        names = [c.name for c in model.__table__.columns]
+        yield model.__table__, _arrow(people, dict(zip(names, names, strict=True)))
+
+
+def _file_tables(name: str, frame: pd.DataFrame) -> Iterator[tuple[Table, pa.Table]]:
+    """Rows of a checked block of feed file `name` (not sites or participants)."""
+    if name in _ROW_TABLES:
+        table, columns = _ROW_TABLES[name]
+        yield table, _arrow(frame, columns)
+        return
+    orders = frame.drop_duplicates("order_id")
+    yield m.BiospecimenOrder.__table__, _arrow(orders, {c: c for c in _ORDER_COLUMNS})
+    yield m.Sample.__table__, _arrow(frame, {c: c for c in _SAMPLE_COLUMNS})
+    later = frame[frame["sample_status"].isin(["disposed", "quality_issue"])]
+    yield (
+        m.SampleEvent.__table__,
+        _arrow(later, {"sample_id": "sample_id", "sample_status": "state",
+                       "status_date": "event_date"}),
+    )  # fmt: skip
+
+
+def _first_no_use(connection: Connection, path: Path | None) -> pd.Series:
+    """First no-use withdrawal date per participant, stored or in the feed's withdrawals."""
+    w = m.WithdrawalEvent
+    stored = pd.read_sql(
+        select(w.participant_id, w.authored_date.label("withdrawal_date")).where(
+            w.status == WithdrawalStatus.NO_USE
+        ),
+        connection,
+        parse_dates=["withdrawal_date"],
+    )
+    frames = [stored]
+    if path is not None:
+        feed = _whole(path, ["participant_id", "withdrawal_status", "withdrawal_date"])
+        feed = feed[feed["withdrawal_status"] == WithdrawalStatus.NO_USE]
+        dates = pd.to_datetime(feed["withdrawal_date"], format="%Y-%m-%d", errors="coerce")
+        frames.append(feed[["participant_id"]].assign(withdrawal_date=dates))
+    both = pd.concat(frames, ignore_index=True)
+    return both.groupby("participant_id")["withdrawal_date"].min()
+
+
+class _Load:
+    """One load's state: the ids it knows, the problems found, and the writer."""
+
+    def __init__(self, connection: Connection, feed_dir: Path, block_bytes: int) -> None:
+        self.connection = connection
+        self.block_bytes = block_bytes
+        self.problems: list[dict] = []
+        self.present = _present(feed_dir, self.problems)
+        if "participants.csv" not in self.present:
+            raise FeedError(self.problems)
+        self.writer = BulkWriter(connection)
+
+    def stored(self, column) -> pd.Index:
+        return pd.Index(self.connection.execute(select(column)).scalars().all(), dtype=object)
+
+    def insert(self, tables: Iterator[tuple[Table, pa.Table]]) -> None:
+        """Insert `tables` while the feed has no problems; the caller rolls back otherwise."""
+        for table, rows in tables:
+            if not self.problems:
+                self.writer.insert(table, rows, skip_existing=table.name != "participant")
+
+    def sites(self) -> pd.Index:
+        """Load sites.csv (small, read whole); return every known site id."""
+        known = self.stored(m.Site.site_id)
+        path = self.present.get("sites.csv")
+        if path is None:
+            return known
+        spec = _SPECS["sites.csv"]
+        sites = _check("sites.csv", _whole(path, list(spec)), spec, self.problems)
+        self.insert(_site_tables(sites))
+        return known.append(pd.Index(sites["site_id"], dtype=object)).unique()
+
+    def participants(self, sites: pd.Index, draw_ids: Callable[[int], pd.DataFrame]) -> pd.Index:
+        """Check and load participants.csv; return every known participant id."""
+        name, spec = "participants.csv", _SPECS["participants.csv"]
+        path = self.present[name]
+        ids = _whole(path, ["participant_id"])["participant_id"]
+        _report(self.problems, name, ids.to_frame(), ids.duplicated().to_numpy(),
+                "participant_id", "'{value}' appears twice in participants.csv")  # fmt: skip
+        stored = self.stored(m.Participant.participant_id)
+        new = ~ids.isin(stored).to_numpy()
+        drawn = draw_ids(int(new.sum()))
+        before = np.concatenate([[0], np.cumsum(new)])
+        for block in _blocks(path, list(spec), self.block_bytes):
+            checked = _check(name, block, spec, self.problems)
+            site = block["site_id"]
+            bad = ~(sites.get_indexer(site) >= 0) & (site != "").to_numpy()
+            _report(self.problems, name, block, bad, "site_id",
+                    "'{value}' is not a known site; add it to sites.csv")  # fmt: skip
+            rows = new[block.index]
+            first = before[block.index[0]]
+            people = checked[rows].reset_index(drop=True)
+            people = pd.concat([people, drawn.iloc[first : first + len(people)]
+                                .reset_index(drop=True)], axis=1)  # fmt: skip
+            self.insert(_people_tables(people.assign(version=1)))
+        return stored.append(pd.Index(ids, dtype=object)).unique()
+
+    def file(self, name: str, people: pd.Index, no_use: pd.Series) -> None:
+        """Check and load one feed file that refers to participants."""
+        spec = _SPECS[name]
+        for block in _blocks(self.present[name], list(spec), self.block_bytes):
+            if name == "surveys.csv":
+                block = block.drop_duplicates(["participant_id", "module", "authored_date"])
+            checked = _check(name, block, spec, self.problems)
+            bad = people.get_indexer(block["participant_id"]) < 0
+            _report(self.problems, name, block, bad, "participant_id",
+                    "'{value}' is not in participants.csv or the registry")  # fmt: skip
+            if name == "withdrawals.csv":
+                since = checked["participant_id"].map(no_use)
+                status = checked["withdrawal_status"]
+                bad = ((status != WithdrawalStatus.NO_USE)
+                       & (checked["withdrawal_date"] > since)).to_numpy()  # fmt: skip
+                _report(self.problems, name, block, bad, "withdrawal_status",
+                        "'{value}' after a no_use withdrawal; no_use is irreversible")  # fmt: skip
+            self.insert(_file_tables(name, checked))
+
+
+def load(
+    connection: Connection,
+    feed_dir: Path,
+    *,
+    draw_ids: Callable[[int], pd.DataFrame],
+    block_bytes: int = BLOCK_BYTES,
+) -> dict[str, int]:
+    """Check and insert the feed at `feed_dir` in `connection`'s transaction, block by block.
+
+    `draw_ids(n)` returns ``research_id``, ``biobank_id`` and ``date_shift_days`` for the `n`
+    new participants, in feed order. Returns the new rows per fact table.
+
+    Raises
+    ------
+    FeedError
+        If any row is bad (rows may have been inserted: the caller must roll back).
+    InputError
+        If `feed_dir` holds no participants.csv.
     """
-    if "sites.csv" in frames:
-        sites = frames["sites.csv"]
-        awardees = sites.drop_duplicates("awardee_id")
-        awardees = awardees.assign(name=awardees["awardee_id"])
-        yield m.Awardee.__table__, _python(awardees, {"awardee_id": "awardee_id", "name": "name"})
-        orgs = sites.drop_duplicates("organization_id")
-        orgs = orgs.assign(name=orgs["organization_id"])
-        yield (
-            m.Organization.__table__,
-            _python(
-                orgs,
-                {"organization_id": "organization_id", "awardee_id": "awardee_id", "name": "name"},
-            ),
+    feed_dir = Path(feed_dir)
+    if not (feed_dir / "participants.csv").exists():
+        raise InputError(
+            "no participants.csv here; pass the synthetic program's registry directory",
+            file=str(feed_dir),
         )
-        yield (
-            m.Site.__table__,
-            _python(
-                sites,
-                {
-                    "site_id": "site_id",
-                    "organization_id": "organization_id",
-                    "site_name": "name",
-                    "state": "state",
-                    "imperial_units": "imperial_units",
-                },
-            ),
-        )
-    site = new_people["site_id"]
-    people = new_people.assign(site_id=site.astype(object).where(site != "", None))
-    yield (
-        m.Participant.__table__,
-        _python(
-            people.rename(columns={"guardian_consent": "guardian_linked"}),
-            {c.name: c.name for c in m.Participant.__table__.columns},
-        ),
-    )
-    yield (
-        m.ParticipantIdentity.__table__,
-        _python(people, {c.name: c.name for c in m.ParticipantIdentity.__table__.columns}),
-    )
-    simple = {
-        "consents.csv": (m.Consent, {c: c for c in _SPECS["consents.csv"]}),
-        "surveys.csv": (m.SurveyCompletion, {c: c for c in _SPECS["surveys.csv"]}),
-        "physical_measurements.csv": (
-            m.PhysicalMeasurement,
-            {**{c: c for c in _SPECS["physical_measurements.csv"]}, "pm_date": "measured_date"},
-        ),
-    }
-    for name, (model, columns) in simple.items():
-        if name in frames:
-            yield model.__table__, _python(frames[name], columns)
-    if "biospecimens.csv" in frames:
-        specimens = frames["biospecimens.csv"]
-        orders = specimens.drop_duplicates("order_id")
-        order_columns = ["order_id", "participant_id", "collection_method", "created_date",
-                         "collected_date", "processed_date", "finalized_date"]  # fmt: skip
-        yield m.BiospecimenOrder.__table__, _python(orders, {c: c for c in order_columns})
-        sample_columns = ["sample_id", "order_id", "participant_id", "test_code", "received_date"]
-        yield m.Sample.__table__, _python(specimens, {c: c for c in sample_columns})
-        later = specimens[specimens["sample_status"].isin(["disposed", "quality_issue"])]
-        yield (
-            m.SampleEvent.__table__,
-            _python(
-                later,
-                {"sample_id": "sample_id", "sample_status": "state", "status_date": "event_date"},
-            ),
-        )
-    renamed = {
-        "withdrawals.csv": (
-            m.WithdrawalEvent,
-            {"participant_id": "participant_id", "withdrawal_status": "status",
-             "withdrawal_date": "authored_date", "withdrawal_reason": "reason",
-             "aian_ceremony": "aian_ceremony"},
-        ),
-        "suspensions.csv": (
-            m.SuspensionEvent,
-            {"participant_id": "participant_id", "suspension_status": "status",
-             "suspension_date": "event_date"},
-        ),
-        "deaths.csv": (
-            m.DeceasedReport,
-            {"participant_id": "participant_id", "death_date": "death_date",
-             "reported_date": "reported_date", "report_source": "source",
-             "report_status": "review_status"},
-        ),
-    }  # fmt: skip
-    for name, (model, columns) in renamed.items():
-        if name in frames:
-            yield model.__table__, _python(frames[name], columns)
+    tables = [t for t in m.Base.metadata.sorted_tables if t.name not in m.SERVICE_TABLES]
+    before = {t.name: count(connection, t) for t in tables}
+    with load_settings(connection):
+        run = _Load(connection, feed_dir, block_bytes)
+        people = run.participants(run.sites(), draw_ids)
+        no_use = _first_no_use(connection, run.present.get("withdrawals.csv"))
+        for name in _SPECS:
+            if name in run.present and name not in ("sites.csv", "participants.csv"):
+                run.file(name, people, no_use)
+    if run.problems:
+        raise FeedError(run.problems)
+    return {t.name: count(connection, t) - before[t.name] for t in tables}

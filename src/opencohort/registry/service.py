@@ -140,6 +140,7 @@ def load_feed(
     *,
     seed: int | None = None,
     actor: str = SYSTEM_ACTOR,
+    block_bytes: int = _feed.BLOCK_BYTES,
 ) -> dict[str, int]:
     """Load a participant feed (``registry/*.csv``) in bulk, in one transaction.
 
@@ -155,6 +156,8 @@ def load_feed(
     actor
         Who loads the feed, for the audit log (one entry per load that stores anything,
         naming the feed files' sha256 and the new rows per table).
+    block_bytes
+        CSV bytes read, checked and inserted at a time; memory stays bounded by it.
 
     Returns
     -------
@@ -170,41 +173,14 @@ def load_feed(
         If `feed_dir` holds no participants.csv.
     """
     engine = target.get_bind() if isinstance(target, Session) else target.engine
-    frames, problems = _feed.read_feed(Path(feed_dir))
-    tables = [t for t in m.Base.metadata.sorted_tables if t.name not in m.SERVICE_TABLES]
+    rng = np.random.default_rng(seed)
     with engine.begin() as connection:
-
-        def known(column: str) -> set[str]:
-            model = m.Site if column == "site_id" else m.Participant
-            return set(connection.execute(select(getattr(model, column))).scalars())
-
-        _feed.check_references(frames, known, problems)
-        w = m.WithdrawalEvent
-        stored_no_use = pd.read_sql(
-            select(w.participant_id, w.authored_date.label("withdrawal_date")).where(
-                w.status == WithdrawalStatus.NO_USE
-            ),
+        added = _feed.load(
             connection,
-            parse_dates=["withdrawal_date"],
+            Path(feed_dir),
+            draw_ids=lambda n: _draw_ids(connection, n, rng),
+            block_bytes=block_bytes,
         )
-        _feed.check_withdrawals(frames, stored_no_use, problems)
-        if problems:
-            raise FeedError(problems)
-        before = {t.name: _feed.count(connection, t) for t in tables}
-        people = frames["participants.csv"]
-        new = people[~people["participant_id"].isin(known("participant_id"))]
-        new = pd.concat(
-            [
-                new.reset_index(drop=True),
-                _draw_ids(connection, len(new), np.random.default_rng(seed)),
-            ],
-            axis=1,
-        )
-        new["version"] = 1
-        for table, records in _feed.feed_tables(frames, new):
-            _feed.insert(connection, table, records, skip_existing=table.name != "participant")
-        after = {t.name: _feed.count(connection, t) for t in tables}
-        added = {name: after[name] - before[name] for name in before}
         if any(added.values()):
             files = _file_digests(Path(feed_dir))
             audit.record(
