@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -27,19 +26,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from machine import machine
+
 RESULTS = Path(__file__).parent / "results"
 LIMITS = {100_000: (180, 6.0), 1_000_000: (1800, 16.0)}
 console = Console()
-
-
-def _machine() -> dict:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "memory_gb": round(mem / 2**30, 1),
-    }
 
 
 def _step(*args: str) -> dict:
@@ -127,7 +118,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/opencohort-bench/curate"))
     args = parser.parse_args()
     results = {
-        "machine": _machine(),
+        "machine": machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "loadavg_before": os.getloadavg(),
         "spark_duckdb_ratio": None,

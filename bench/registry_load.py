@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from machine import machine
 from opencohort.config import HOME_FILE, init_home
 from opencohort.registry import models as m
 from opencohort.synth.feed import REGISTRY_DIR, write_feed, write_sites
@@ -44,16 +44,6 @@ COUNTED = ("participant", "consent", "survey_completion", "physical_measurement"
            "biospecimen_order", "sample", "sample_event", "withdrawal_event", "suspension_event",
            "deceased_report")  # fmt: skip
 READY = "READY"
-
-
-def _machine() -> dict:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "memory_gb": round(mem / 2**30, 1),
-    }
 
 
 def generate(n: int, out: Path, progress: Progress) -> Path:
@@ -173,7 +163,7 @@ def main() -> None:
     engines = args.engines.split(",")
     if "postgresql" in engines and not args.pg_url and not args.generate_only:
         parser.error("--pg-url (or OPENCOHORT_TEST_PG_URL) is needed for postgresql")
-    result = {"machine": _machine(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    result = {"machine": machine(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
               "loadavg": [round(v, 2) for v in os.getloadavg()], "runs": {}}  # fmt: skip
     with Progress(transient=True) as progress:
         feeds = {n: generate(n, args.data / str(n), progress) for n in sizes}

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,6 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 EHR_TABLES = (
@@ -41,16 +41,6 @@ summary = generate_program(SynthConfig(participants=n, genomes=genomes, sites=10
 summary["seconds"] = time.perf_counter() - start
 print(json.dumps(summary))
 """
-
-
-def _machine() -> dict:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "memory_gb": round(mem / 2**30, 1),
-    }
 
 
 def _run_program(participants: int, genomes: int) -> dict:
@@ -96,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.participants or [100_000]
 
-    results = {"machine": _machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": []}
+    results = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": []}
     for n in sizes:
         results["runs"].append(_run_program(n, min(args.genomes_in_program, n)))
     if not args.skip_genomes:
