@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -46,12 +46,15 @@ from opencohort.config import load_home
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path("/work/benchdata/api")
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:29093/postgres"
+PG_URL = os.environ.get("OPENCOHORT_TEST_PG_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:29093/postgres")  # fmt: skip
 PREFIX = "/registry/v1"
 RATES = (300, 450, 600, 800, 1000, 1200, 1500)
 #: Share of each request kind in the mix (reads 80 %, consent writes 20 %).
 MIX = {"participant_summary": 0.40, "counts": 0.30, "search": 0.10, "consent_write": 0.20}
 TARGET = {"rate": 300, "p99_ms": 50.0}
+#: PostgreSQL settings recorded with the figures (the test server runs with fsync off).
+PG_SETTINGS = ("server_version", "fsync", "synchronous_commit", "max_connections")
 HELD_P99_MS = 100.0
 CONSOLE = Console(stderr=True)
 
@@ -121,8 +124,10 @@ def _pg_home(participants: int, run_dir: Path, base: str) -> tuple[Path, dict]:
             info_file.write_text(json.dumps({"load_seconds": round(seconds, 1)}))
         connection.execute(text(f'DROP DATABASE IF EXISTS "{run_db}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{run_db}" TEMPLATE "{pristine}"'))
+        settings = {name: connection.scalar(text(f"SHOW {name}")) for name in PG_SETTINGS}
     admin.dispose()
-    return _home(run_dir, _url(base, run_db)), json.loads(info_file.read_text())
+    info = json.loads(info_file.read_text()) | {"server": settings}
+    return _home(run_dir, _url(base, run_db)), info
 
 
 def _url(base: str, database: str) -> str:
@@ -180,10 +185,10 @@ class Server:
 
 def _serve(home: Path, secret: str, workers: int, log: Path, reader: str) -> Server:
     port = _free_port()
-    args = ["registry", "serve", "--home", str(home), "--port", str(port)]
+    args = ["registry", "serve", "--home", str(home), "--port", str(port), "--no-access-log"]
     if workers > 1:
         args += ["--workers", str(workers)]
-    process = subprocess.Popen([*_opencohort(), *args], stdout=log.open("w"),
+    process = subprocess.Popen([*_opencohort(), *args], stdout=log.open("w"),  # noqa: SIM115
                                stderr=subprocess.STDOUT,
                                env={**os.environ, "OPENCOHORT_SECRET_KEY": secret})  # fmt: skip
     server = Server(process, f"http://127.0.0.1:{port}")
@@ -215,8 +220,9 @@ class Workload:
     ids: list[str]
     sites: list[str]
 
-    def request(self, rng: random.Random, kind: str) -> tuple[str, str, dict, dict | None]:
-        """Return (method, path, headers, json body) of one request of `kind`."""
+    def request(self, rng: random.Random, kind: str, n: str) -> tuple[str, str, dict, dict | None]:
+        """Return (method, path, headers, json body) of one request of `kind`; a consent
+        gets version `n` (unique: the registry refuses the same form twice)."""
         pid = rng.choice(self.ids)
         read = {"Authorization": f"Bearer {self.reader}"}
         if kind == "participant_summary":
@@ -228,13 +234,21 @@ class Workload:
             return "GET", f"{PREFIX}/participants?site_id={site}&limit=20", read, None
         body = {
             "consent_type": rng.choice(["ehr", "gror", "wearables"]),
-            "version": f"v{rng.randint(1, 3)}",
+            "version": n,
             "status": rng.choice(["submitted", "submitted", "submitted", "not_sure"]),
             "authored": date.today().isoformat(),
             "document_sha256": secrets.token_hex(32),
         }
         headers = {"Authorization": f"Bearer {self.staff}", "Idempotency-Key": uuid.uuid4().hex}
         return "POST", f"{PREFIX}/participants/{pid}/consents", headers, body
+
+
+def _code(reply: httpx.Response) -> str:
+    """The error code of a refused request's body (every API error has one)."""
+    try:
+        return str(reply.json().get("code"))
+    except ValueError:
+        return "not-json"
 
 
 async def _drive(base_url: str, work: Workload, *, rate: float, seconds: float, clients: int,
@@ -257,12 +271,12 @@ async def _drive(base_url: str, work: Workload, *, rate: float, seconds: float, 
                 wait = due - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                method, path, headers, body = work.request(rng, kinds[i])
+                method, path, headers, body = work.request(rng, kinds[i], f"b{rate:.0f}-{i}")
                 sent = time.perf_counter()
                 try:
                     reply = await client.request(method, path, headers=headers, json=body)
                     if not 200 <= reply.status_code < 300:
-                        name = f"{kinds[i]} {reply.status_code}"
+                        name = f"{kinds[i]} {reply.status_code} {_code(reply)}"
                         errors[name] = errors.get(name, 0) + 1
                 except httpx.HTTPError as exc:
                     name = f"{kinds[i]} {type(exc).__name__}"
@@ -333,7 +347,7 @@ def _bench_engine(engine: str, args, progress: Progress) -> dict:
     target = next((s for s in steps if s["target_rate"] == TARGET["rate"]), None)
     held = [s["target_rate"] for s in steps if _held(s, HELD_P99_MS)]
     return {
-        "load_seconds": info["load_seconds"],
+        **info,
         "server_ready_seconds": round(ready, 1),
         "steps": steps,
         "target_met": bool(target and _held(target, TARGET["p99_ms"])),
@@ -392,6 +406,7 @@ def main() -> None:
             "server and takes a share of them.",
             "Latency runs from each request's scheduled start (open loop), so waiting for a "
             "free client counts; service_p99_ms is from the moment the request was sent.",
+            "The server runs without its access log (registry serve --no-access-log).",
             "A rate is held when the achieved rate is within 2 % of it, there are no errors "
             "(non-2xx or connection errors) and p99 is under the bound.",
         ],

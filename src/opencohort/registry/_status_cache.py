@@ -13,12 +13,12 @@ write, in every process: each process checks the counter itself.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
@@ -38,15 +38,62 @@ INERT_ENTITIES = frozenset({"api_token", "manifest"})
 MAX_DELTA = 5_000
 #: Days (``as_of``) kept at once; the oldest is dropped first.
 MAX_DAYS = 4
+#: Text columns are fixed-width unicode (filters compare in C; site ids are at most 32
+#: characters, ``models.CODE``); None is stored as "".
+_TEXT = np.dtype("U64")
+
+
+def _cell(value):
+    """A value as a text column stores it: None (an unpaired site) as ""."""
+    return "" if value is None else value
 
 
 @dataclass
 class _Entry:
-    """Statuses on one day, current to audit id `head`."""
+    """Statuses on one day, current to audit id `head`: one array per ``status_frame``
+    column, rows in participant id order (``ids``; ``position`` maps an id to its row), and
+    the counts as flat keys (``tally``), nested like `template` on demand."""
 
     head: int
-    frame: pd.DataFrame
-    counts: dict
+    ids: np.ndarray
+    position: dict[str, int]
+    columns: dict[str, np.ndarray]
+    flat: Counter
+    template: dict
+    counts: dict | None = None
+
+    @classmethod
+    def build(cls, head: int, frame: pd.DataFrame) -> _Entry:
+        """Return the entry of a whole `status_frame`."""
+        ids = frame.index.to_numpy(dtype=object)
+        columns = {}
+        for name in frame.columns:
+            column = frame[name]
+            text = column.dtype == object
+            columns[name] = column.fillna("").to_numpy(_TEXT if text else None, copy=True)
+        counts = _status_frame.summarise(frame)
+        position = {pid: i for i, pid in enumerate(ids)}
+        return cls(head, ids, position, columns, flatten(counts), counts, counts)
+
+    def row(self, participant_id: str) -> dict:
+        """Return a participant's status row as a dict."""
+        i = self.position[participant_id]
+        return {name: values[i] for name, values in self.columns.items()}
+
+    def put(self, rows: dict[str, dict]) -> None:
+        """Store status rows by participant id; new participants go in at their place."""
+        added = sorted(pid for pid in rows if pid not in self.position)
+        if added:
+            at = np.searchsorted(self.ids, np.array(added, dtype=object))
+            self.ids = np.insert(self.ids, at, np.array(added, dtype=object))
+            for name, values in self.columns.items():
+                fill = np.array([_cell(rows[pid][name]) for pid in added], dtype=values.dtype)
+                self.columns[name] = np.insert(values, at, fill)
+            self.position = {pid: i for i, pid in enumerate(self.ids)}
+        for pid, row in rows.items():
+            i = self.position[pid]
+            for name, values in self.columns.items():
+                values[i] = _cell(row[name])
 
 
 def _head(connection: Connection) -> int:
@@ -106,7 +153,7 @@ def flatten(counts: dict) -> Counter:
 def nest(flat: Counter, template: dict) -> dict:
     """Turn flat counts back into a ``summarise`` dict shaped like `template` (one of them):
     sites with nobody are left out and sites are sorted, as ``summarise`` does."""
-    out = copy.deepcopy(template) | {"site": {}}
+    out = _copy(template) | {"site": {}}
     for key, value in flat.items():
         if key[0] == "site":
             if value:
@@ -134,21 +181,23 @@ class StatusCache:
     def counts(self, connection: Connection, *, as_of: date) -> dict:
         """Return ``_status_frame.summarise`` of every participant's statuses on `as_of`."""
         with self._lock:
-            return copy.deepcopy(self._current(connection, as_of).counts)
+            entry = self._current(connection, as_of)
+            if entry.counts is None:
+                entry.counts = nest(entry.flat, entry.template)
+            return _copy(entry.counts)
 
-    def select(self, connection: Connection, *, as_of: date, where) -> pd.Index:
-        """Return the ids (in order) of the participants whose status rows pass `where`, a
-        function of the status frame returning a boolean mask."""
+    def select(self, connection: Connection, *, as_of: date, where) -> np.ndarray:
+        """Return the ids (in order) of the participants whose statuses pass `where`, a
+        function of the ``status_frame`` columns (a dict of arrays) returning a mask."""
         with self._lock:
-            frame = self._current(connection, as_of).frame
-            return frame.index[where(frame)]
+            entry = self._current(connection, as_of)
+            return entry.ids[where(entry.columns)]
 
     def _current(self, connection: Connection, as_of: date) -> _Entry:
         head = _head(connection)
         entry = self._entries.get(as_of)
         if entry is None or not self._catch_up(connection, entry, head, as_of):
-            frame = _status_frame.status_frame(connection, as_of=as_of)
-            entry = _Entry(head, frame, _status_frame.summarise(frame))
+            entry = _Entry.build(head, _status_frame.status_frame(connection, as_of=as_of))
         self._entries[as_of] = entry
         self._entries.move_to_end(as_of)
         while len(self._entries) > MAX_DAYS:
@@ -174,20 +223,15 @@ class StatusCache:
         if len(ids) > MAX_DELTA:
             return False
         facts = _facts.load_facts(connection, sorted(ids)) if ids else []
-        new = pd.DataFrame.from_dict(
-            {f.row["participant_id"]: _status_row(f, as_of) for f in facts}, orient="index"
-        )
-        frame = entry.frame
-        old = frame.loc[frame.index.intersection(new.index)]
-        flat = flatten(entry.counts)
-        flat.update(tally(new.to_dict("records")))
-        flat.subtract(tally(old.to_dict("records")))
-        entry.counts = nest(flat, entry.counts)
-        if len(new):
-            new = new[frame.columns].astype(frame.dtypes.to_dict())
-            known = new.index.isin(frame.index)
-            frame.loc[new.index[known]] = new[known]
-            if not known.all():
-                frame = pd.concat([frame, new[~known]]).sort_index()
-        entry.frame, entry.head = frame, head
+        new = {f.row["participant_id"]: _status_row(f, as_of) for f in facts}
+        old = [entry.row(pid) for pid in new if pid in entry.position]
+        entry.flat.update(tally(list(new.values())))
+        entry.flat.subtract(tally(old))
+        entry.put(new)
+        entry.head, entry.counts = head, None
         return True
+
+
+def _copy(counts: dict) -> dict:
+    """Copy a counts dict (nested dicts of ints) so callers cannot change the cached one."""
+    return {k: _copy(v) if isinstance(v, dict) else v for k, v in counts.items()}

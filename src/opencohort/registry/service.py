@@ -775,15 +775,15 @@ def search_participants(
     pure functions.
     """
 
-    def where(frame: pd.DataFrame) -> np.ndarray:
-        keep = np.ones(len(frame), dtype=bool)
+    def where(columns: dict[str, np.ndarray]) -> np.ndarray:
+        keep = np.ones(len(columns["site_id"]), dtype=bool)
         if site_id is not None:
-            keep &= (frame["site_id"] == site_id).to_numpy()
+            keep &= columns["site_id"] == site_id
         if enrolment_status is not None:
-            keep &= (frame["enrolment"] == enrolment_status.label).to_numpy()
+            keep &= columns["enrolment"] == enrolment_status.label
         if withdrawn is not None:
-            left = frame["withdrawal"] != WithdrawalStatus.NOT_WITHDRAWN.value
-            keep &= (left == withdrawn).to_numpy()
+            left = columns["withdrawal"] != WithdrawalStatus.NOT_WITHDRAWN.value
+            keep &= left == withdrawn
         return keep
 
     with registry.engine.connect() as connection:

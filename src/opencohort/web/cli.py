@@ -25,6 +25,9 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes (each with its own threads).")
     ] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = True,
 ) -> None:
     """Serve the registry API (OpenAPI schema at /openapi.json) until interrupted.
 
@@ -34,9 +37,10 @@ def serve(
     """
     settings = Settings(registry_url=find_home(home).registry_url)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
+                    access_log=access_log)  # fmt: skip
         return
     open_registry(settings.registry_url).close()
     os.environ["OPENCOHORT_REGISTRY_URL"] = settings.registry_url
     uvicorn.run("opencohort.web.app:app_from_environment", factory=True, workers=workers,
-                host=host, port=port, log_level="info")  # fmt: skip
+                host=host, port=port, log_level="info", access_log=access_log)  # fmt: skip
