@@ -38,26 +38,55 @@ INERT_ENTITIES = frozenset({"api_token", "manifest"})
 MAX_DELTA = 5_000
 #: Days (``as_of``) kept at once; the oldest is dropped first.
 MAX_DAYS = 4
-#: Text columns are fixed-width unicode (filters compare in C; site ids are at most 32
-#: characters, ``models.CODE``); None is stored as "".
-_TEXT = np.dtype("U64")
+#: Type of the codes that stand for a text column's values.
+_CODE = np.int32
 
 
-def _cell(value):
-    """A value as a text column stores it: None (an unpaired site) as ""."""
-    return "" if value is None else value
+class _Column:
+    """A column of the status frame: a numpy array, text as integer codes of its values
+    (filters then compare small integers, in C)."""
+
+    def __init__(self, column: pd.Series) -> None:
+        self.text = column.dtype == object
+        if self.text:
+            codes, values = pd.factorize(column.fillna(""))
+            self.array = codes.astype(_CODE)
+            self.values = list(values)
+            self.code = {value: i for i, value in enumerate(self.values)}
+        else:
+            self.array = column.to_numpy(copy=True)
+
+    def encode(self, value) -> object:
+        """Return the cell storing `value` (a new text value gets the next code; None, as an
+        unpaired site, is stored as "")."""
+        if not self.text:
+            return value
+        value = "" if value is None else value
+        if value not in self.code:
+            self.code[value] = len(self.values)
+            self.values.append(value)
+        return self.code[value]
+
+    def decode(self, i: int) -> object:
+        """Return the value in row `i`."""
+        return self.values[self.array[i]] if self.text else self.array[i]
+
+    def isin(self, values: frozenset) -> np.ndarray:
+        """Return the mask of the rows holding one of `values` (a text column)."""
+        codes = [self.code[value] for value in values if value in self.code]
+        return np.isin(self.array, np.array(codes, dtype=_CODE))
 
 
 @dataclass
 class _Entry:
-    """Statuses on one day, current to audit id `head`: one array per ``status_frame``
-    column, rows in participant id order (``ids``; ``position`` maps an id to its row), and
-    the counts as flat keys (``tally``), nested like `template` on demand."""
+    """Statuses on one day, current to audit id `head`: the ``status_frame`` columns, rows in
+    participant id order (``ids``; ``position`` maps an id to its row), and the counts as
+    flat keys (``tally``), nested like `template` on demand."""
 
     head: int
     ids: np.ndarray
     position: dict[str, int]
-    columns: dict[str, np.ndarray]
+    columns: dict[str, _Column]
     flat: Counter
     template: dict
     counts: dict | None = None
@@ -66,11 +95,7 @@ class _Entry:
     def build(cls, head: int, frame: pd.DataFrame) -> _Entry:
         """Return the entry of a whole `status_frame`."""
         ids = frame.index.to_numpy(dtype=object)
-        columns = {}
-        for name in frame.columns:
-            column = frame[name]
-            text = column.dtype == object
-            columns[name] = column.fillna("").to_numpy(_TEXT if text else None, copy=True)
+        columns = {name: _Column(frame[name]) for name in frame.columns}
         counts = _status_frame.summarise(frame)
         position = {pid: i for i, pid in enumerate(ids)}
         return cls(head, ids, position, columns, flatten(counts), counts, counts)
@@ -78,7 +103,7 @@ class _Entry:
     def row(self, participant_id: str) -> dict:
         """Return a participant's status row as a dict."""
         i = self.position[participant_id]
-        return {name: values[i] for name, values in self.columns.items()}
+        return {name: column.decode(i) for name, column in self.columns.items()}
 
     def put(self, rows: dict[str, dict]) -> None:
         """Store status rows by participant id; new participants go in at their place."""
@@ -86,14 +111,14 @@ class _Entry:
         if added:
             at = np.searchsorted(self.ids, np.array(added, dtype=object))
             self.ids = np.insert(self.ids, at, np.array(added, dtype=object))
-            for name, values in self.columns.items():
-                fill = np.array([_cell(rows[pid][name]) for pid in added], dtype=values.dtype)
-                self.columns[name] = np.insert(values, at, fill)
+            for name, column in self.columns.items():
+                fill = [column.encode(rows[pid][name]) for pid in added]
+                column.array = np.insert(column.array, at, np.array(fill, column.array.dtype))
             self.position = {pid: i for i, pid in enumerate(self.ids)}
         for pid, row in rows.items():
             i = self.position[pid]
-            for name, values in self.columns.items():
-                values[i] = _cell(row[name])
+            for name, column in self.columns.items():
+                column.array[i] = column.encode(row[name])
 
 
 def _head(connection: Connection) -> int:
@@ -186,12 +211,17 @@ class StatusCache:
                 entry.counts = nest(entry.flat, entry.template)
             return _copy(entry.counts)
 
-    def select(self, connection: Connection, *, as_of: date, where) -> np.ndarray:
-        """Return the ids (in order) of the participants whose statuses pass `where`, a
-        function of the ``status_frame`` columns (a dict of arrays) returning a mask."""
+    def select(
+        self, connection: Connection, *, as_of: date, where: dict[str, frozenset]
+    ) -> np.ndarray:
+        """Return the ids (in order) of the participants whose status on `as_of` is, in
+        each column named in `where`, one of the values given for it."""
         with self._lock:
             entry = self._current(connection, as_of)
-            return entry.ids[where(entry.columns)]
+            keep = np.ones(len(entry.ids), dtype=bool)
+            for name, values in where.items():
+                keep &= entry.columns[name].isin(values)
+            return entry.ids[keep]
 
     def _current(self, connection: Connection, as_of: date) -> _Entry:
         head = _head(connection)

@@ -327,6 +327,11 @@ def _row(obj: m.Base) -> dict:
 def _withdrawal(session: Session, participant_id: str) -> Decision[WithdrawalStatus]:
     if session.get(m.Participant, participant_id) is None:
         raise NotFound(f"no participant {participant_id} in the registry")
+    return _withdrawal_of(session, participant_id)
+
+
+def _withdrawal_of(session: Session, participant_id: str) -> Decision[WithdrawalStatus]:
+    """The withdrawal state of a participant known to exist."""
     w = m.WithdrawalEvent
     rows = session.execute(
         select(w.status, w.authored_date, w.reason)
@@ -364,7 +369,7 @@ def _change(
             raise StaleVersion(f"{participant_id} is at version {stored.version}, not "
                                f"{expected_version}; read it again and retry")  # fmt: skip
         if refuse_withdrawn:
-            current = _withdrawal(session, participant_id)
+            current = _withdrawal_of(session, participant_id)
             if current.value != WithdrawalStatus.NOT_WITHDRAWN:
                 raise ParticipantWithdrawn(
                     f"{participant_id} has withdrawn ({current.reason}); "
@@ -775,17 +780,15 @@ def search_participants(
     pure functions.
     """
 
-    def where(columns: dict[str, np.ndarray]) -> np.ndarray:
-        keep = np.ones(len(columns["site_id"]), dtype=bool)
-        if site_id is not None:
-            keep &= columns["site_id"] == site_id
-        if enrolment_status is not None:
-            keep &= columns["enrolment"] == enrolment_status.label
-        if withdrawn is not None:
-            left = columns["withdrawal"] != WithdrawalStatus.NOT_WITHDRAWN.value
-            keep &= left == withdrawn
-        return keep
-
+    where = {}
+    if site_id is not None:
+        where["site_id"] = frozenset({site_id})
+    if enrolment_status is not None:
+        where["enrolment"] = frozenset({enrolment_status.label})
+    if withdrawn is not None:
+        stays = WithdrawalStatus.NOT_WITHDRAWN.value
+        left = frozenset(s.value for s in WithdrawalStatus) - {stays}
+        where["withdrawal"] = left if withdrawn else frozenset({stays})
     with registry.engine.connect() as connection:
         matches = registry.statuses.select(connection, as_of=as_of, where=where)
         page = list(matches[offset : offset + limit])

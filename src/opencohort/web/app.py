@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
+from functools import partial
 
 from anyio import to_thread
 from fastapi import FastAPI
 
 from opencohort import __version__
-from opencohort.registry import open_registry
+from opencohort.registry import open_registry, summary
 from opencohort.registry.routes import router as registry_router
 from opencohort.web.errors import install_error_handlers
 from opencohort.web.settings import Settings
@@ -31,6 +33,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        # derive today's statuses before the first request, not during it
+        await to_thread.run_sync(partial(summary, registry, as_of=date.today()))
         yield
         registry.close()
 
