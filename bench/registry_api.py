@@ -293,7 +293,10 @@ async def _drive(base_url: str, work: Workload, *, rate: float, seconds: float, 
     service = np.full(total, np.nan)
     errors: dict[str, int] = {}
     slot = iter(range(total))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them, so
+    # that no request is sent on a connection the server is closing
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients,
+                          keepalive_expiry=2.0)  # fmt: skip
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as client:
         start = time.perf_counter()
 
