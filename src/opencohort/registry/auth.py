@@ -181,8 +181,12 @@ def authorize(principal: Principal, action: Action) -> Principal:
 _bearer = HTTPBearer(auto_error=False, description="An API token from `registry token create`.")
 
 
-def current_registry(request: Request) -> Registry:
-    """Return the registry the app opened (``app.state.registry``)."""
+async def current_registry(request: Request) -> Registry:
+    """Return the registry the app opened (``app.state.registry``).
+
+    The cheap dependencies are ``async`` so that they run on the event loop: a plain ``def``
+    dependency costs a hop to the thread pool and back on every request.
+    """
     return request.app.state.registry
 
 
@@ -202,7 +206,7 @@ def current_principal(
 def require(action: Action) -> Callable[[Principal], Principal]:
     """Return a dependency that lets through callers whose role may do `action` (else 403)."""
 
-    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         return authorize(principal, action)
 
     return check

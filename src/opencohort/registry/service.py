@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from opencohort.errors import InputError, NotFound, OpencohortError, PermissionDenied
-from opencohort.registry import _db, _facts, _feed, _status_frame, audit
+from opencohort.registry import _db, _facts, _feed, audit
 from opencohort.registry import models as m
+from opencohort.registry._status_cache import StatusCache
 from opencohort.registry.status import (
     Applicant,
     ConsentStatus,
@@ -26,6 +27,7 @@ from opencohort.registry.status import (
     EnrolmentStatus,
     GenomicState,
     TransitionError,
+    WithdrawalEvent,
     WithdrawalStatus,
     enrolment_eligibility,
     genomic_state,
@@ -86,9 +88,11 @@ class RequestInProgress(OpencohortError):
 
 @dataclass(frozen=True)
 class Registry:
-    """An open registry database."""
+    """An open registry database, with this process's cache of every participant's statuses
+    (``_status_cache``: current to the newest committed change on every read)."""
 
     engine: Engine
+    statuses: StatusCache = field(default_factory=StatusCache, compare=False, repr=False)
 
     def session(self) -> Session:
         """Return a new ORM session (use it as a context manager)."""
@@ -99,12 +103,13 @@ class Registry:
         self.engine.dispose()
 
 
-def open_registry(url: str, *, migrate: bool = True) -> Registry:
-    """Open the registry at SQLAlchemy `url`, upgrading its schema to the newest revision.
+def open_registry(url: str, *, migrate: bool = True, pool_size: int = _db.POOL_SIZE) -> Registry:
+    """Open the registry at SQLAlchemy `url`, upgrading its schema to the newest revision
+    (unless `migrate` is False), with up to `pool_size` database connections kept open.
 
     A SQLite file is created when missing; use ``Home.registry_url`` for the program home's.
     """
-    engine = _db.make_engine(url)
+    engine = _db.make_engine(url, pool_size=pool_size)
     if migrate:
         _db.upgrade(engine)
     return Registry(engine)
@@ -298,8 +303,19 @@ def _row(obj: m.Base) -> dict:
 def _withdrawal(session: Session, participant_id: str) -> Decision[WithdrawalStatus]:
     if session.get(m.Participant, participant_id) is None:
         raise NotFound(f"no participant {participant_id} in the registry")
-    facts = _facts.load_facts(session.connection(), [participant_id])[0]
-    return withdrawal_state(facts.withdrawals, as_of=date.max)
+    return _withdrawal_of(session, participant_id)
+
+
+def _withdrawal_of(session: Session, participant_id: str) -> Decision[WithdrawalStatus]:
+    """The withdrawal state of a participant known to exist."""
+    w = m.WithdrawalEvent
+    rows = session.execute(
+        select(w.status, w.authored_date, w.reason)
+        .where(w.participant_id == participant_id)
+        .order_by(w.withdrawal_event_id)
+    )
+    events = [WithdrawalEvent(WithdrawalStatus(status), day, why) for status, day, why in rows]
+    return withdrawal_state(events, as_of=date.max)
 
 
 @contextmanager
@@ -329,7 +345,7 @@ def _change(
             raise StaleVersion(f"{participant_id} is at version {stored.version}, not "
                                f"{expected_version}; read it again and retry")  # fmt: skip
         if refuse_withdrawn:
-            current = _withdrawal(session, participant_id)
+            current = _withdrawal_of(session, participant_id)
             if current.value != WithdrawalStatus.NOT_WITHDRAWN:
                 raise ParticipantWithdrawn(
                     f"{participant_id} has withdrawn ({current.reason}); "
@@ -647,8 +663,8 @@ def participant_status(
 def summary(registry: Registry, *, as_of: date) -> dict:
     """Count participants on `as_of` by enrolment status, site, consent, withdrawal and UBR."""
     with registry.engine.connect() as connection:
-        frame = _status_frame.status_frame(connection, as_of=as_of)
-    return {"as_of": as_of.isoformat(), **_status_frame.summarise(frame)}
+        counts = registry.statuses.counts(connection, as_of=as_of)
+    return {"as_of": as_of.isoformat(), **counts}
 
 
 def _withdrawn(status: ParticipantStatus) -> bool:
@@ -735,20 +751,22 @@ def search_participants(
 
     Notes
     -----
-    Filters use every participant's statuses derived set-wise (``_status_frame``); only the
-    returned page is derived, with reasons, by the pure functions.
+    Filters use every participant's statuses derived set-wise (``_status_frame``, kept
+    current by ``_status_cache``); only the returned page is derived, with reasons, by the
+    pure functions.
     """
+
+    where = {}
+    if site_id is not None:
+        where["site_id"] = frozenset({site_id})
+    if enrolment_status is not None:
+        where["enrolment"] = frozenset({enrolment_status.label})
+    if withdrawn is not None:
+        stays = WithdrawalStatus.NOT_WITHDRAWN.value
+        left = frozenset(s.value for s in WithdrawalStatus) - {stays}
+        where["withdrawal"] = left if withdrawn else frozenset({stays})
     with registry.engine.connect() as connection:
-        frame = _status_frame.status_frame(connection, as_of=as_of)
-        keep = np.ones(len(frame), dtype=bool)
-        if site_id is not None:
-            keep &= (frame["site_id"] == site_id).to_numpy()
-        if enrolment_status is not None:
-            keep &= (frame["enrolment"] == enrolment_status.label).to_numpy()
-        if withdrawn is not None:
-            left = frame["withdrawal"] != WithdrawalStatus.NOT_WITHDRAWN.value
-            keep &= (left == withdrawn).to_numpy()
-        matches = frame.index[keep]
+        matches = registry.statuses.select(connection, as_of=as_of, where=where)
         page = list(matches[offset : offset + limit])
         facts = _facts.load_facts(connection, page) if page else []
     return [_summary(fact, _facts.derive(fact, as_of=as_of)) for fact in facts], len(matches)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from opencohort.registry.auth import DEV_SECRET
@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     registry_url: str
     environment: Literal["development", "test", "production"] = "development"
     secret_key: SecretStr = SecretStr(DEV_SECRET)
+    #: Requests one server process handles at once (each on its own thread and database
+    #: connection); more wait in line rather than fail.
+    threads: int = Field(default=16, ge=1, le=256)
 
     @model_validator(mode="after")
     def _no_default_secret(self) -> Settings:
