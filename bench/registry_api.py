@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import secrets
 import shutil
@@ -45,6 +44,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from machine import machine
 from opencohort.config import load_home
 
 RESULTS = Path(__file__).parent / "results"
@@ -405,13 +405,6 @@ def _bench_engine(engine: str, args, progress: Progress) -> dict:
     }
 
 
-def _machine() -> dict:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-            "memory_gb": round(mem / 2**30, 1)}  # fmt: skip
-
-
 def _table(results: dict) -> Table:
     table = Table(title=f"registry API, {results['inputs']['participants']:,} participants")
     for name in ("engine", "target/s", "achieved/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
@@ -439,7 +432,7 @@ def main() -> None:
     args = parser.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
     results = {
-        "machine": _machine(),
+        "machine": machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "inputs": {
