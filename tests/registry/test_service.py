@@ -211,6 +211,11 @@ def test_enrol__then_consents_raise_status(registry) -> None:
     assert status.enrolment.value == EnrolmentStatus.PARTICIPANT_PLUS_EHR
     assert status.consents[ConsentType.EHR].value == ConsentStatus.NO
     assert _count(registry, m.Consent) == 3
+    with pytest.raises(InputError, match="unset"):
+        record_consent(registry, pid, consent_type=ConsentType.EHR, version="v3",
+                       status=ConsentStatus.UNSET, authored=date(2021, 7, 1),
+                       document_sha256=SHA)  # fmt: skip
+    assert _count(registry, m.Consent) == 3
 
 
 def test_withdraw__no_use_irreversible_and_blocks_writes(registry) -> None:

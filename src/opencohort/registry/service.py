@@ -385,7 +385,11 @@ def record_consent(
         If the participant is not registered.
     ParticipantWithdrawn
         If the participant has withdrawn: writes are refused.
+    InputError
+        If the status is ``unset`` (that is the absence of a form, not an answer).
     """
+    if ConsentStatus(status) == ConsentStatus.UNSET:
+        raise InputError("a consent form's status cannot be 'unset'", field="status")
     with _change(registry, participant_id) as session:
         consent = m.Consent(
             participant_id=participant_id,
