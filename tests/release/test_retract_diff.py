@@ -90,6 +90,8 @@ def test_diff_releases__counts_people_rows_and_concepts(home, retracted):
                 b = set(new.table(tier, table)[column].dropna().astype(int))
                 assert entry["concepts"][column] == {"added": sorted(b - a),
                                                      "removed": sorted(a - b)}  # fmt: skip
+    survey = change["tiers"]["controlled"]["tables"]["survey"]
+    assert survey["rows"][0] > survey["rows"][1] and "answer_concept_id" in survey["concepts"]
     back = diff_releases(new, old)["tiers"]["controlled"]["persons"]
     assert back["added"] == 2 and back["removed"] == 0
 

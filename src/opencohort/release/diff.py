@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opencohort.curate._omop import FEED_FIELDS
 from opencohort.ingest import TABLES
 from opencohort.release.read import Release
 
@@ -9,7 +10,10 @@ PERSON = "person"
 
 
 def concept_columns(table: str) -> list[str]:
-    """The standard-concept columns of an OMOP table (those paired with a source concept)."""
+    """The standard-concept columns of an OMOP table (those paired with a source concept), or
+    of a survey or wearable table (its ``*_concept_id`` columns)."""
+    if table in FEED_FIELDS:
+        return [c for c in FEED_FIELDS[table] if c.endswith("_concept_id")]
     spec = TABLES.get(table)
     return [f.name for f in spec.fields if f.source_concept] if spec else []
 
