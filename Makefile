@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(BIN)/opencohort genomics kinship --home $(DEMO)/home
 	$(BIN)/opencohort curate run --home $(DEMO)/home --release r1
 	$(BIN)/opencohort release check --home $(DEMO)/home r1
+	$(BIN)/opencohort release show --home $(DEMO)/home r1
 	@echo "demo done: program home in $(DEMO)/home (reports in $(DEMO)/home/reports and $(DEMO)/home/genomics/reports)"
 
 test: $(STAMP) system

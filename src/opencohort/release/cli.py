@@ -53,14 +53,34 @@ def list_(home: HomeOption = None, as_json: JsonOutput = False) -> None:
 
 @release.command("show")
 def show(name: str, home: HomeOption = None, as_json: JsonOutput = False) -> None:
-    """Show a release's manifest summary (source, row counts, rule deltas)."""
+    """Show a release's manifest summary: rows per table and tier, and what each rule did."""
     manifest = read_release(find_home(home), name).manifest
     summary = {k: manifest[k] for k in ("name", "created", "cutoff", "source", "row_counts")}
     summary["rules"] = [
         {"tier": e["tier"], "id": e["id"], "removed": e["removed"], "changed": e["changed"]}
         for e in manifest["rule_log"]
     ]
-    Console().print_json(json.dumps(summary)) if as_json else Console().print(summary)
+    if as_json:
+        Console().print_json(json.dumps(summary))
+        return
+    counts = summary["row_counts"]
+    tiers = sorted(counts)
+    rows = Table(
+        title=f"release {name} (created {summary['created']}, cut-off {summary['cutoff']})"
+    )
+    rows.add_column("table")
+    for tier in tiers:
+        rows.add_column(tier, justify="right")
+    for table in sorted({t for tier in tiers for t in counts[tier]}):
+        rows.add_row(table, *(f"{counts[tier].get(table, 0):,}" for tier in tiers))
+    rules = Table(title="rules that removed or changed rows")
+    for column in ("tier", "rule", "removed", "changed"):
+        rules.add_column(column, justify="right" if column in ("removed", "changed") else "left")
+    for rule in summary["rules"]:
+        removed, changed = sum(rule["removed"].values()), sum(rule["changed"].values())
+        if removed or changed:
+            rules.add_row(rule["tier"], rule["id"], f"{removed:,}", f"{changed:,}")
+    Console().print(rows, rules)
 
 
 @release.command("check")
