@@ -8,9 +8,12 @@ import shutil
 from pathlib import Path
 
 import typer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import opencohort.ingest as ingest_area
+from opencohort.config import init_home
 from opencohort.ingest import ingest_ehr_dir, ingest_site, participant_number
 from opencohort.ingest.cli import ingest
 
@@ -139,3 +142,46 @@ def test_import_star__all_matches_public_names():
     exec("from opencohort.ingest import *", namespace)
     public = {n for n in namespace if not n.startswith("_")}
     assert public == set(ingest_area.__all__)
+
+
+def _mangle(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+    """`data` with each (line, cut, insert) edit: the line cut at `cut` bytes, `insert` added."""
+    lines = data.split(b"\n")
+    for line, cut, insert in edits:
+        at = line % len(lines)
+        lines[at] = lines[at][:cut] + insert
+    return b"\n".join(lines)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    table=st.sampled_from(
+        ["person.csv", "measurement.csv", "visit_occurrence.csv", "pii_name.csv"]
+    ),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 400),
+            st.integers(0, 60),
+            st.sampled_from([b"", b",", b'"', b"\xff\xfe", b",,,,", b"x", b"\r", b"2020-13-45"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_ingest_site__malformed_csv_never_crashes_nor_alters_stored_data(
+    tmp_path_factory, feed, participants, table, edits
+):
+    home = init_home(tmp_path_factory.mktemp("prop") / "home")
+    good = feed / "ehr" / "site_003"
+    ingest_site(home, "site_003", good, participants=participants, received=RECEIVED)
+    before = {p: p.read_bytes() for p in home.raw.rglob("*") if p.is_file()}
+    folder = tmp_path_factory.mktemp("sent") / "site_003"
+    shutil.copytree(good, folder)
+    (folder / table).write_bytes(_mangle((good / table).read_bytes(), edits))
+    result = ingest_site(home, "site_003", folder, participants=participants)
+    assert {p: p.read_bytes() for p in before} == before
+    for path in folder.iterdir():
+        assert result.submission.file(path.name).read_bytes() == path.read_bytes()
+    files = {f["name"]: f for f in result.report["files"]}
+    if files[table]["status"] == "failed":
+        assert all(p["line"] is not None for p in files[table]["problems"])
