@@ -308,18 +308,18 @@ def build_pipeline(
 
 
 def _sandbox(root: Path, rule: Rule, tier: Tier, result: Result) -> None:
+    """Write each table's removed, changed and added rows once, in that order."""
     folder = root / rule.id if tier == Tier.BOTH else root / rule.id / tier.value
     actions = (("removed", result.removed), ("changed", result.changed), ("added", result.added))
+    parts: dict[str, list[pd.DataFrame]] = {}
     for action, tables in actions:
         for table, rows in tables.items():
-            if not len(rows):
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{table}.parquet"
-            rows = rows.assign(sandbox_action=action)
-            if path.exists():
-                rows = pd.concat([pd.read_parquet(path), rows], ignore_index=True)
-            rows.to_parquet(path, index=False)
+            if len(rows):
+                parts.setdefault(table, []).append(rows.assign(sandbox_action=action))
+    for table, frames in parts.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        rows.to_parquet(folder / f"{table}.parquet", index=False)
 
 
 def run_stage(

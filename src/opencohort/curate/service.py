@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from opencohort.config import Home
-from opencohort.curate._omop import DEMOGRAPHICS, EHR_TABLES, PERSON, SRC_ID, empty
+from opencohort.curate._omop import DEMOGRAPHICS, EHR_TABLES, PERSON, SRC_ID, concat_rows, empty
 from opencohort.curate.alignment import concept_domains
 from opencohort.curate.deid import PRE_TIER_STAGES, TIER_POLICY
 from opencohort.curate.facts import (
@@ -163,9 +163,7 @@ def gather(
         for name in EHR_TABLES:
             if name in tables:
                 parts[name].append(tables[name].frame.assign(**{SRC_ID: site}))
-    frames = {
-        t: pd.concat(p, ignore_index=True) if p else empty(t, src=True) for t, p in parts.items()
-    }
+    frames = {t: concat_rows(p) if p else empty(t, src=True) for t, p in parts.items()}
     ids = frames["measurement"]["measurement_id"]
     first_id = int(ids.max()) + 1 if ids.notna().any() else 1
     known = set(facts["participant_id"])
@@ -174,7 +172,7 @@ def gather(
         pinned=None if pinned is None else dict(pinned_feeds or {}),
     )  # fmt: skip
     if len(pm):
-        frames["measurement"] = pd.concat([frames["measurement"], pm], ignore_index=True)
+        frames["measurement"] = concat_rows([frames["measurement"], pm])
     frames[PERSON] = person_table(facts)
     frames[DEMOGRAPHICS] = demographics_table(facts)
     frames.update(feed_frames)

@@ -20,7 +20,7 @@ from opencohort.curate.facts import latest_consent
 from opencohort.errors import ReleaseError
 from opencohort.ingest import read_submission, submissions
 from opencohort.registry import curation_export, open_registry
-from opencohort.release.privacy import scan_frames
+from opencohort.release.privacy import distinct_text, scan_frames
 from opencohort.release.read import Release, read_release
 
 REGISTERED, CONTROLLED = "registered", "controlled"
@@ -226,7 +226,7 @@ def privacy(
         for name in frame.columns:
             if frame[name].dtype != object:
                 continue
-            values = frame[name].dropna().astype(str).unique()
+            values = distinct_text(frame[name])
             n = sum(any(z in zips for z in _ZIP5.findall(v)) for v in values)
             if n:
                 problems.append(f"{label}.{name}: {n} values hold a five-digit ZIP")
