@@ -26,17 +26,18 @@ def _column(table: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def concepts(sources) -> dict[str, int]:
-    """Per planted domain, a vocabulary concept of it that no row of the program uses."""
-    used = set()
-    for table in RULES["domain_alignment"].reads:
-        used |= set(sources.frames[table][_column(table)].dropna().astype("int64"))
-    concept = build_vocabulary().concept
-    return {
-        domain: int(next(c for c in concept.loc[concept["domain_id"] == domain, "concept_id"]
-                         if c not in used))
-        for _, _, domain, _ in PLANTS
-    }  # fmt: skip
+def concepts() -> dict[str, int]:
+    """Per planted domain, a concept id of it that no row of the program uses."""
+    return {domain: 4_100_000_000 + i for i, (_, _, domain, _) in enumerate(PLANTS)}
+
+
+@pytest.fixture(scope="module")
+def ctx(sources, concepts):
+    """The program's context, its concept domains knowing the planted concepts."""
+    planted = pd.Series({float(c): domain for domain, c in concepts.items()})
+    return sources.context.with_(
+        concept_domains=pd.concat([sources.context.concept_domains, planted])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,10 @@ def test_domain_alignment__synthetic_program_is_aligned(sources):
     assert not any(len(r) for r in result.removed.values()) and not result.added
 
 
-def test_domain_alignment__planted_rows_moved_or_dropped(planted, sources, concepts):
+def test_domain_alignment__planted_rows_moved_or_dropped(planted, ctx, concepts):
     rule = RULES["domain_alignment"]()
-    result = rule.apply(planted, sources.context)
-    rule.validate(result.frames, sources.context)
+    result = rule.apply(planted, ctx)
+    rule.validate(result.frames, ctx)
     out = result.frames
     for table, n, domain, target in PLANTS:
         assert len(result.removed[table]) == n, table
@@ -82,8 +83,8 @@ def test_domain_alignment__planted_rows_moved_or_dropped(planted, sources, conce
     }
 
 
-def test_domain_alignment__drug_end_date_filled(planted, sources, concepts):
-    out = RULES["domain_alignment"]().apply(planted, sources.context).frames["drug_exposure"]
+def test_domain_alignment__drug_end_date_filled(planted, ctx, concepts):
+    out = RULES["domain_alignment"]().apply(planted, ctx).frames["drug_exposure"]
     moved = out[out["drug_concept_id"] == concepts["Drug"]]
     assert moved["drug_exposure_end_date"].notna().all()
 
@@ -102,10 +103,10 @@ def test_domain_alignment__fractional_quantity_not_a_count(planted, sources):
     assert moved["quantity"].isna().tolist() == [True, False] and moved["quantity"].iloc[1] == 3
 
 
-def test_domain_alignment__idempotent(planted, sources):
+def test_domain_alignment__idempotent(planted, ctx):
     rule = RULES["domain_alignment"]()
-    once = rule.apply(planted, sources.context)
-    twice = rule.apply(once.frames, sources.context)
+    once = rule.apply(planted, ctx)
+    twice = rule.apply(once.frames, ctx)
     assert not any(len(r) for r in twice.removed.values()) and not twice.added
     for table, frame in once.frames.items():
         pd.testing.assert_frame_equal(twice.frames[table], frame)
