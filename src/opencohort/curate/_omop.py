@@ -142,21 +142,16 @@ def empty_cohort() -> dict[str, pd.DataFrame]:
 
 
 def concat_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """``pd.concat`` of frames of one table, the all-missing object columns cast first.
+    """``pd.concat`` of frames of one table, column by column when their columns agree.
 
-    When a column's object parts are all missing and its other parts share one dtype, pandas
-    gives the column that dtype after testing every cell of the object parts; casting them to
-    it first gives the same frame without the per-cell test.
+    A frame-wide concat tests every cell of an all-missing object column (to choose its fill);
+    joining each column's arrays gives the same frame without that test.
     """
-    parts = list(parts)
-    for column in dict.fromkeys(c for p in parts for c in p.columns):
-        present = [p[column] for p in parts if column in p.columns]
-        typed = {s.dtype for s in present if s.dtype != object}
-        blank = [i for i, p in enumerate(parts) if column in p.columns
-                 and p[column].dtype == object and p[column].isna().all()]  # fmt: skip
-        objects = sum(s.dtype == object for s in present)
-        if len(typed) == 1 and blank and len(blank) == objects:
-            (dtype,) = typed
-            for i in blank:
-                parts[i] = parts[i].assign(**{column: parts[i][column].astype(dtype)})
-    return pd.concat(parts, ignore_index=True)
+    first = parts[0]
+    same = all(
+        list(p.columns) == list(first.columns) and (p.dtypes == first.dtypes).all() for p in parts
+    )
+    if len(parts) == 1 or not same:
+        return pd.concat(parts, ignore_index=True)
+    columns = {c: pd.concat([p[c] for p in parts], ignore_index=True) for c in first.columns}
+    return pd.DataFrame(columns, columns=first.columns)

@@ -154,15 +154,15 @@ class PidToRid(Rule):
     idempotent = False
 
     def apply(self, frames, ctx):
-        new = {}
+        known, new, removed = {}, {}, {}
         for t, frame in frames.items():
             rid = _research_ids(frame["person_id"], ctx)
-            new[t] = frame[rid.notna().to_numpy()].assign(person_id=rid[rid.notna()].to_numpy())
-        result = changing({t: f[_research_ids(f["person_id"], ctx).notna().to_numpy()]
-                           for t, f in frames.items()}, new)  # fmt: skip
-        result.removed = {
-            t: f[_research_ids(f["person_id"], ctx).isna().to_numpy()] for t, f in frames.items()
-        }
+            found = rid.notna().to_numpy()
+            known[t] = frame if found.all() else frame[found]
+            new[t] = known[t].assign(person_id=rid[found].to_numpy())
+            removed[t] = frame[~found]
+        result = changing(known, new)
+        result.removed = removed
         return result
 
     def check(self, frames, ctx):

@@ -216,6 +216,12 @@ def curate(
     """
     policy = policy or Policy()
     pre, tier_pipelines = policy.pipelines()
+    with pd.option_context("mode.copy_on_write", True):  # rules copy only what they change
+        return _curate(sources, pre, tier_pipelines, sandbox=sandbox, on_rule=on_rule)
+
+
+def _curate(sources: Sources, pre: Pipeline, tier_pipelines: dict[Tier, Pipeline], *,
+            sandbox: Path | None, on_rule: Callable[[str, Rule], None] | None):  # fmt: skip
     frames, ctx, log = sources.frames, sources.context, []
 
     def progress(stage: str):
