@@ -163,7 +163,7 @@ def gather(
         for name in EHR_TABLES:
             if name in tables:
                 parts[name].append(tables[name].frame.assign(**{SRC_ID: site}))
-    frames = {t: concat_rows(p) if p else empty(t, src=True) for t, p in parts.items()}
+    frames = {t: concat_rows(parts.pop(t)) if parts[t] else empty(t, src=True) for t in EHR_TABLES}
     ids = frames["measurement"]["measurement_id"]
     first_id = int(ids.max()) + 1 if ids.notna().any() else 1
     known = set(facts["participant_id"])
@@ -205,8 +205,12 @@ def curate(
     policy: Policy | None = None,
     sandbox: Path | None = None,
     on_rule: Callable[[str, Rule], None] | None = None,
+    on_tier: Callable[[Tier, Frames], None] | None = None,
 ) -> tuple[dict[Tier, Frames], list[dict]]:
     """Run cleaning once, then each tier's de-identification; return tier frames and rule log.
+
+    With `on_tier`, each tier's frames are passed to it as soon as the tier is done and are
+    not kept (the returned mapping is then empty), so one tier is in memory at a time.
 
     Raises
     ------
@@ -217,11 +221,10 @@ def curate(
     policy = policy or Policy()
     pre, tier_pipelines = policy.pipelines()
     with pd.option_context("mode.copy_on_write", True):  # rules copy only what they change
-        return _curate(sources, pre, tier_pipelines, sandbox=sandbox, on_rule=on_rule)
+        return _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier)
 
 
-def _curate(sources: Sources, pre: Pipeline, tier_pipelines: dict[Tier, Pipeline], *,
-            sandbox: Path | None, on_rule: Callable[[str, Rule], None] | None):  # fmt: skip
+def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier):
     frames, ctx, log = sources.frames, sources.context, []
 
     def progress(stage: str):
@@ -241,5 +244,9 @@ def _curate(sources: Sources, pre: Pipeline, tier_pipelines: dict[Tier, Pipeline
                 stage, tier_frames, tier_ctx, sandbox=sandbox, on_rule=progress(stage.name)
             )
             log += entries
-        out[tier] = tier_frames
+        if on_tier is None:
+            out[tier] = tier_frames
+        else:
+            on_tier(tier, tier_frames)
+        del tier_frames
     return out, log
