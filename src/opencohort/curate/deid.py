@@ -203,11 +203,13 @@ class DateShift(Rule):
         new = {}
         for t, frame in frames.items():
             days = shift.reindex(frame["person_id"].astype("float64")).to_numpy()
-            out = frame.copy()
+            shifted = {}
             for column in date_columns(t):
-                values = out[column].astype("float64").to_numpy() - days
-                out[column] = pd.array(np.round(values), dtype="Float64").astype("Int64")
+                values = frame[column].astype("float64").to_numpy() - days
+                shifted[column] = pd.array(np.round(values), dtype="Float64").astype("Int64")
+            out = frame.assign(**shifted)
             if t == PERSON:
+                out = out.copy()
                 when = pd.to_datetime(out["birth_datetime"].astype("float64"), unit="D")
                 out["year_of_birth"] = pd.array(when.dt.year, dtype="Int64")
                 out["month_of_birth"] = pd.NA

@@ -113,8 +113,12 @@ def dropping(frames: Mapping[str, pd.DataFrame], masks: Mapping[str, np.ndarray]
     for table, mask in masks.items():
         frame = frames[table]
         mask = np.asarray(mask, dtype=bool)
-        out[table] = frame[~mask].reset_index(drop=True)
-        removed[table] = frame[mask]
+        if mask.any():
+            out[table] = frame[~mask].reset_index(drop=True)
+            removed[table] = frame[mask]
+        else:  # nothing removed: no copy of the kept rows (under copy-on-write)
+            out[table] = frame.reset_index(drop=True)
+            removed[table] = frame.iloc[:0]
     return Result(out, removed=removed)
 
 
