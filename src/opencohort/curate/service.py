@@ -206,11 +206,13 @@ def curate(
     sandbox: Path | None = None,
     on_rule: Callable[[str, Rule], None] | None = None,
     on_tier: Callable[[Tier, Frames], None] | None = None,
+    consume: bool = False,
 ) -> tuple[dict[Tier, Frames], list[dict]]:
     """Run cleaning once, then each tier's de-identification; return tier frames and rule log.
 
     With `on_tier`, each tier's frames are passed to it as soon as the tier is done and are
-    not kept (the returned mapping is then empty), so one tier is in memory at a time.
+    not kept (the returned mapping is then empty), so one tier is in memory at a time. With
+    `consume`, ``sources.frames`` is emptied and each frame dropped once replaced.
 
     Raises
     ------
@@ -221,11 +223,13 @@ def curate(
     policy = policy or Policy()
     pre, tier_pipelines = policy.pipelines()
     with pd.option_context("mode.copy_on_write", True):  # rules copy only what they change
-        return _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier)
+        return _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume)
 
 
-def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier):
-    frames, ctx, log = sources.frames, sources.context, []
+def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume):
+    frames, ctx, log = dict(sources.frames), sources.context, []
+    if consume:
+        sources.frames.clear()
 
     def progress(stage: str):
         return None if on_rule is None else (lambda rule: on_rule(stage, rule))
@@ -237,8 +241,11 @@ def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier):
         log += entries
     ctx = ctx.with_(ehr_sites=ehr_sites(frames, ctx))
     out = {}
+    last = list(tier_pipelines)[-1] if tier_pipelines else None
     for tier, pipeline in tier_pipelines.items():
         tier_frames, tier_ctx = frames, ctx.with_(tier=tier)
+        if consume and tier == last:
+            del frames
         for stage in pipeline.stages:
             tier_frames, entries = run_stage(
                 stage, tier_frames, tier_ctx, sandbox=sandbox, on_rule=progress(stage.name)

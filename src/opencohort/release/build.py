@@ -186,7 +186,8 @@ def build_release(
                 pq.write_table(to_arrow(table, frame), path)
                 counts[tier.value][table] = len(frame)
 
-        _, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule, on_tier=publish)
+        _, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule, on_tier=publish,
+                        consume=True)  # fmt: skip
         if hits:
             where = ", ".join(f"{h['table']}.{h['column']} ({h['values']})" for h in hits)
             raise ReleaseError(f"release {name} not published: direct identifiers found in {where}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -93,15 +93,24 @@ def scan_frames(frames: Mapping[str, pd.DataFrame], identifiers: pd.DataFrame) -
         One record per (table, column) with a hit: table, column and the number of values
         holding an identifier (never the value itself). Empty when the frames are clean.
     """
+    scan = scanner(identifiers)
+    return [hit for label, frame in frames.items() for hit in scan(label, frame)]
+
+
+def scanner(identifiers: pd.DataFrame) -> Callable[[str, pd.DataFrame], list[dict]]:
+    """:func:`scan_frames` for one frame at a time (label, frame), identifier sets built once."""
     phrases, digits = identifier_sets(identifiers)
     numbers = _digit_numbers(digits)
-    found = []
-    for label, frame in frames.items():
+
+    def scan(label: str, frame: pd.DataFrame) -> list[dict]:
+        found = []
         for column in frame.columns:
             n = _column_hits(frame[column], phrases, digits, numbers)
             if n:
                 found.append({"table": label, "column": column, "values": int(n)})
-    return found
+        return found
+
+    return scan
 
 
 def _column_hits(
