@@ -13,6 +13,7 @@ from opencohort.curate import (
     Rule,
     Tier,
     build_pipeline,
+    changing,
     dropping,
     run_stage,
 )
@@ -152,3 +153,36 @@ def test_run_stage__sandbox_keeps_removed_rows(tmp_path):
     assert kept["person_id"].tolist() == [2] and list(out["person"]["person_id"]) == [1, 3]
     assert log[0]["removed"] == {"person": 1} and log[0]["rows_out"] == {"person": 2}
     assert np.all(kept["sandbox_action"] == "removed")
+
+
+def test_run_stage__sandbox_keeps_changed_rows_compactly(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "visit_occurrence_id": pd.array([10, 11, 12], dtype="Int64"),
+            "person_id": pd.array([1, 2, 3], dtype="Int64"),
+            "visit_source_value": ["a", "b", "c"],
+            "src_id": ["s1", "s1", "s2"],
+        }
+    )
+
+    class RenumberAndDrop(_rule("renumber")):
+        reads = writes = ("visit_occurrence",)
+
+        def apply(self, frames, ctx):
+            v = frames["visit_occurrence"]
+            ids = v["visit_occurrence_id"].where(v["person_id"] != 2, 99)
+            result = changing(frames, {"visit_occurrence": v.assign(visit_occurrence_id=ids)})
+            result.removed = {"visit_occurrence": v[v["person_id"] == 3]}
+            return result
+
+    stage = build_pipeline({"s": ["renumber"]}, rules={"renumber": RenumberAndDrop}).stages[0]
+    ctx = Context(cutoff=0, people=pd.DataFrame())
+    run_stage(stage, {"visit_occurrence": frame}, ctx, sandbox=tmp_path)
+    kept = pd.read_parquet(tmp_path / "renumber" / "visit_occurrence.parquet")
+    assert kept["sandbox_action"].tolist() == ["removed", "changed"]
+    changed = kept[kept["sandbox_action"] == "changed"].iloc[0]
+    assert (changed["visit_occurrence_id"], changed["sandbox_new_visit_occurrence_id"]) == (11, 99)
+    assert (changed["person_id"], changed["src_id"]) == (2, "s1")
+    assert pd.isna(changed["visit_source_value"])  # unchanged columns are not kept
+    removed = kept[kept["sandbox_action"] == "removed"].iloc[0]
+    assert removed["visit_source_value"] == "c"

@@ -139,3 +139,19 @@ def empty_cohort() -> dict[str, pd.DataFrame]:
     frames[DEMOGRAPHICS] = empty(DEMOGRAPHICS)
     frames.update({t: empty(t) for t in FEED_TABLES})
     return frames
+
+
+def concat_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat`` of frames of one table, column by column when their columns agree.
+
+    A frame-wide concat tests every cell of an all-missing object column (to choose its fill);
+    joining each column's arrays gives the same frame without that test.
+    """
+    first = parts[0]
+    same = all(
+        list(p.columns) == list(first.columns) and (p.dtypes == first.dtypes).all() for p in parts
+    )
+    if len(parts) == 1 or not same:
+        return pd.concat(parts, ignore_index=True)
+    columns = {c: pd.concat([p[c] for p in parts], ignore_index=True) for c in first.columns}
+    return pd.DataFrame(columns, columns=first.columns)

@@ -154,15 +154,15 @@ class PidToRid(Rule):
     idempotent = False
 
     def apply(self, frames, ctx):
-        new = {}
+        known, new, removed = {}, {}, {}
         for t, frame in frames.items():
             rid = _research_ids(frame["person_id"], ctx)
-            new[t] = frame[rid.notna().to_numpy()].assign(person_id=rid[rid.notna()].to_numpy())
-        result = changing({t: f[_research_ids(f["person_id"], ctx).notna().to_numpy()]
-                           for t, f in frames.items()}, new)  # fmt: skip
-        result.removed = {
-            t: f[_research_ids(f["person_id"], ctx).isna().to_numpy()] for t, f in frames.items()
-        }
+            found = rid.notna().to_numpy()
+            known[t] = frame if found.all() else frame[found]
+            new[t] = known[t].assign(person_id=rid[found].to_numpy())
+            removed[t] = frame[~found]
+        result = changing(known, new)
+        result.removed = removed
         return result
 
     def check(self, frames, ctx):
@@ -203,11 +203,13 @@ class DateShift(Rule):
         new = {}
         for t, frame in frames.items():
             days = shift.reindex(frame["person_id"].astype("float64")).to_numpy()
-            out = frame.copy()
+            shifted = {}
             for column in date_columns(t):
-                values = out[column].astype("float64").to_numpy() - days
-                out[column] = pd.array(np.round(values), dtype="Float64").astype("Int64")
+                values = frame[column].astype("float64").to_numpy() - days
+                shifted[column] = pd.array(np.round(values), dtype="Float64").astype("Int64")
+            out = frame.assign(**shifted)
             if t == PERSON:
+                out = out.copy()
                 when = pd.to_datetime(out["birth_datetime"].astype("float64"), unit="D")
                 out["year_of_birth"] = pd.array(when.dt.year, dtype="Int64")
                 out["month_of_birth"] = pd.NA

@@ -23,9 +23,12 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from opencohort.curate._omop import SRC_ID, primary_key
 from opencohort.errors import RuleError
 
 Frames = dict[str, pd.DataFrame]
+#: Columns that identify a row in the sandbox's changed rows (those a table has).
+ROW_KEYS = (SRC_ID, "person_id")
 
 
 class Tier(StrEnum):
@@ -83,7 +86,8 @@ class Context:
 class Result:
     """What a rule returns: its written tables, and the rows it removed, changed or added.
 
-    ``removed`` and ``changed`` hold, per table, the affected rows as they were before the rule;
+    ``removed`` holds, per table, the removed rows as they were before the rule; ``changed`` the
+    changed rows, compactly (see :func:`changing`);
     ``added`` the rows a rule wrote into a table (rows it moved there from another), as written.
     So per table, rows out = rows in - removed + added.
     """
@@ -109,34 +113,56 @@ def dropping(frames: Mapping[str, pd.DataFrame], masks: Mapping[str, np.ndarray]
     for table, mask in masks.items():
         frame = frames[table]
         mask = np.asarray(mask, dtype=bool)
-        out[table] = frame[~mask].reset_index(drop=True)
-        removed[table] = frame[mask]
+        if mask.any():
+            out[table] = frame[~mask].reset_index(drop=True)
+            removed[table] = frame[mask]
+        else:  # nothing removed: no copy of the kept rows (under copy-on-write)
+            out[table] = frame.reset_index(drop=True)
+            removed[table] = frame.iloc[:0]
     return Result(out, removed=removed)
 
 
+def _differs(a: pd.Series, b: pd.Series) -> np.ndarray | None:
+    """Rows where two versions of a column differ (None when none can)."""
+    if a.dtype == b.dtype and a.equals(b):
+        return None
+    na_a, na_b = a.isna().to_numpy(), b.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+        va = a.to_numpy(dtype="float64", na_value=np.nan)
+        vb = b.to_numpy(dtype="float64", na_value=np.nan)
+    elif na_b.all():
+        return ~na_a
+    else:
+        va, vb = a.astype(object).to_numpy(), b.astype(object).to_numpy()
+    both = ~na_a & ~na_b
+    return (na_a != na_b) | (both & (va != vb))
+
+
 def changing(frames: Mapping[str, pd.DataFrame], new: Mapping[str, pd.DataFrame]) -> Result:
-    """Result of replacing tables with `new` (same rows, same order); changed rows detected."""
+    """Result of replacing tables with `new` (same rows, same order); changed rows detected.
+
+    A changed row is kept compactly: its identifying columns (the table's primary key and
+    :data:`ROW_KEYS`) and the columns the rule changed, as they were before; an identifying
+    column the rule changed is also kept as it is after, named ``sandbox_new_<column>``.
+    """
     changed = {}
     for table, after in new.items():
         before = frames[table]
-        common = [c for c in before.columns if c in after.columns]
         differs = np.zeros(len(before), dtype=bool)
+        columns = []
         for column in before.columns:
-            if column not in after.columns:
-                differs |= before[column].notna().to_numpy()
-        for column in common:
-            a, b = before[column], after[column]
-            if a.dtype == b.dtype and a.equals(b):
-                continue
-            na_a, na_b = a.isna().to_numpy(), b.isna().to_numpy()
-            if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
-                va = a.to_numpy(dtype="float64", na_value=np.nan)
-                vb = b.to_numpy(dtype="float64", na_value=np.nan)
+            if column in after.columns:
+                rows = _differs(before[column], after[column])
             else:
-                va, vb = a.astype(object).to_numpy(), b.astype(object).to_numpy()
-            both = ~na_a & ~na_b
-            differs |= (na_a != na_b) | (both & (va != vb))
-        changed[table] = before[differs]
+                rows = before[column].notna().to_numpy()
+            if rows is not None and rows.any():
+                differs |= rows
+                columns.append(column)
+        keys = [c for c in dict.fromkeys((primary_key(table), *ROW_KEYS)) if c in before.columns]
+        kept = before.loc[differs, list(dict.fromkeys([*keys, *columns]))]
+        renamed = {f"sandbox_new_{c}": after[c].to_numpy()[differs]
+                   for c in keys if c in columns and c in after.columns}  # fmt: skip
+        changed[table] = kept.assign(**renamed) if renamed else kept
     return Result(dict(new), changed=changed)
 
 
@@ -308,18 +334,18 @@ def build_pipeline(
 
 
 def _sandbox(root: Path, rule: Rule, tier: Tier, result: Result) -> None:
+    """Write each table's removed, changed and added rows once, in that order."""
     folder = root / rule.id if tier == Tier.BOTH else root / rule.id / tier.value
     actions = (("removed", result.removed), ("changed", result.changed), ("added", result.added))
+    parts: dict[str, list[pd.DataFrame]] = {}
     for action, tables in actions:
         for table, rows in tables.items():
-            if not len(rows):
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{table}.parquet"
-            rows = rows.assign(sandbox_action=action)
-            if path.exists():
-                rows = pd.concat([pd.read_parquet(path), rows], ignore_index=True)
-            rows.to_parquet(path, index=False)
+            if len(rows):
+                parts.setdefault(table, []).append(rows.assign(sandbox_action=action))
+    for table, frames in parts.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        rows.to_parquet(folder / f"{table}.parquet", index=False)
 
 
 def run_stage(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from opencohort.config import Home
-from opencohort.curate._omop import DEMOGRAPHICS, EHR_TABLES, PERSON, SRC_ID, empty
+from opencohort.curate._omop import DEMOGRAPHICS, EHR_TABLES, PERSON, SRC_ID, concat_rows, empty
 from opencohort.curate.alignment import concept_domains
 from opencohort.curate.deid import PRE_TIER_STAGES, TIER_POLICY
 from opencohort.curate.facts import (
@@ -163,9 +163,7 @@ def gather(
         for name in EHR_TABLES:
             if name in tables:
                 parts[name].append(tables[name].frame.assign(**{SRC_ID: site}))
-    frames = {
-        t: pd.concat(p, ignore_index=True) if p else empty(t, src=True) for t, p in parts.items()
-    }
+    frames = {t: concat_rows(parts.pop(t)) if parts[t] else empty(t, src=True) for t in EHR_TABLES}
     ids = frames["measurement"]["measurement_id"]
     first_id = int(ids.max()) + 1 if ids.notna().any() else 1
     known = set(facts["participant_id"])
@@ -174,7 +172,7 @@ def gather(
         pinned=None if pinned is None else dict(pinned_feeds or {}),
     )  # fmt: skip
     if len(pm):
-        frames["measurement"] = pd.concat([frames["measurement"], pm], ignore_index=True)
+        frames["measurement"] = concat_rows([frames["measurement"], pm])
     frames[PERSON] = person_table(facts)
     frames[DEMOGRAPHICS] = demographics_table(facts)
     frames.update(feed_frames)
@@ -207,8 +205,14 @@ def curate(
     policy: Policy | None = None,
     sandbox: Path | None = None,
     on_rule: Callable[[str, Rule], None] | None = None,
+    on_tier: Callable[[Tier, Frames], None] | None = None,
+    consume: bool = False,
 ) -> tuple[dict[Tier, Frames], list[dict]]:
     """Run cleaning once, then each tier's de-identification; return tier frames and rule log.
+
+    With `on_tier`, each tier's frames are passed to it as soon as the tier is done and are
+    not kept (the returned mapping is then empty), so one tier is in memory at a time. With
+    `consume`, ``sources.frames`` is emptied and each frame dropped once replaced.
 
     Raises
     ------
@@ -218,7 +222,14 @@ def curate(
     """
     policy = policy or Policy()
     pre, tier_pipelines = policy.pipelines()
-    frames, ctx, log = sources.frames, sources.context, []
+    with pd.option_context("mode.copy_on_write", True):  # rules copy only what they change
+        return _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume)
+
+
+def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume):
+    frames, ctx, log = dict(sources.frames), sources.context, []
+    if consume:
+        sources.frames.clear()
 
     def progress(stage: str):
         return None if on_rule is None else (lambda rule: on_rule(stage, rule))
@@ -230,12 +241,19 @@ def curate(
         log += entries
     ctx = ctx.with_(ehr_sites=ehr_sites(frames, ctx))
     out = {}
+    last = list(tier_pipelines)[-1] if tier_pipelines else None
     for tier, pipeline in tier_pipelines.items():
         tier_frames, tier_ctx = frames, ctx.with_(tier=tier)
+        if consume and tier == last:
+            del frames
         for stage in pipeline.stages:
             tier_frames, entries = run_stage(
                 stage, tier_frames, tier_ctx, sandbox=sandbox, on_rule=progress(stage.name)
             )
             log += entries
-        out[tier] = tier_frames
+        if on_tier is None:
+            out[tier] = tier_frames
+        else:
+            on_tier(tier, tier_frames)
+        del tier_frames
     return out, log

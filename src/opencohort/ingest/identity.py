@@ -108,8 +108,10 @@ def _sex(values: pd.Series) -> pd.Series:
 
 def participant_number(participant_id: pd.Series) -> pd.Series:
     """Numeric person id a site uses for each participant id (``P000123`` -> 123)."""
-    digits = participant_id.astype("string").str.extract(r"^[A-Za-z]*0*(\d+)$")[0]
-    return pd.to_numeric(digits, errors="coerce").astype("Int64")
+    codes, distinct = pd.factorize(participant_id.astype("string"))
+    digits = pd.Series(distinct, dtype="string").str.extract(r"^[A-Za-z]*0*(\d+)$")[0]
+    numbers = pd.to_numeric(digits, errors="coerce").astype("Int64").array
+    return pd.Series(numbers.take(codes, allow_fill=True), index=participant_id.index, name=0)
 
 
 def site_identities(tables: Mapping[str, ParsedTable]) -> pd.DataFrame:

@@ -138,9 +138,11 @@ def build_release(
     1. Check the policy's pipelines (before anything runs) and the name.
     2. Gather: registry facts, the latest submission of every site.
     3. Clean once, de-identify per tier; removed and changed rows go to the sandbox.
-    4. Scan every string value of both tiers for the registry's direct identifiers.
-    5. Write Parquet tables and the manifest into ``releases/.building-<name>-<pid>``, then
-       rename it to ``releases/<name>``. Any failure removes the temporary folder and the
+    4. As soon as a tier is done, scan its values for the registry's direct identifiers and
+       write its Parquet tables into ``releases/.building-<name>-<pid>`` (one tier in memory
+       at a time).
+    5. If no identifier was found, write the manifest there and rename the folder to
+       ``releases/<name>``. Any failure removes the temporary folder and the
        release's sandbox; earlier releases are never touched.
     """
     _check_name(name)
@@ -170,23 +172,25 @@ def build_release(
         sources = gather(home, cutoff=cutoff, pinned=pinned, pinned_feeds=pinned_feeds,
                          retract=left_out)  # fmt: skip
         registry_snapshot = datetime.now(UTC).isoformat()
-        tiers, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule)
-        labelled = {
-            f"{tier.value}/{folder(t)}/{t}": f for tier, frames in tiers.items()
-            for t, f in frames.items()
-        }  # fmt: skip
-        hits = scan_frames(labelled, read_identifiers(home))
-        if hits:
-            where = ", ".join(f"{h['table']}.{h['column']} ({h['values']})" for h in hits)
-            raise ReleaseError(f"release {name} not published: direct identifiers found in {where}")
         counts: dict[str, dict[str, int]] = {}
-        for tier, frames in tiers.items():
+        hits: list[dict] = []
+        identifiers = read_identifiers(home)
+
+        def publish(tier: Tier, frames: dict[str, pd.DataFrame]) -> None:
+            labelled = {f"{tier.value}/{folder(t)}/{t}": f for t, f in frames.items()}
+            hits.extend(scan_frames(labelled, identifiers))
             counts[tier.value] = {}
             for table, frame in sorted(frames.items()):
                 path = staging / tier.value / folder(table) / f"{table}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(to_arrow(table, frame), path)
                 counts[tier.value][table] = len(frame)
+
+        _, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule, on_tier=publish,
+                        consume=True)  # fmt: skip
+        if hits:
+            where = ", ".join(f"{h['table']}.{h['column']} ({h['values']})" for h in hits)
+            raise ReleaseError(f"release {name} not published: direct identifiers found in {where}")
         manifest = write_manifest(
             staging,
             {

@@ -20,7 +20,7 @@ from opencohort.curate.facts import latest_consent
 from opencohort.errors import ReleaseError
 from opencohort.ingest import read_submission, submissions
 from opencohort.registry import curation_export, open_registry
-from opencohort.release.privacy import scan_frames
+from opencohort.release.privacy import distinct_text, scanner
 from opencohort.release.read import Release, read_release
 
 REGISTERED, CONTROLLED = "registered", "controlled"
@@ -35,9 +35,16 @@ def _days(values: pd.Series) -> np.ndarray:
     return ((stamps - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400).to_numpy()
 
 
-def _frames(release: Release) -> dict[str, pd.DataFrame]:
-    return {f"{tier}/{table}": release.table(tier, table)
-            for tier in (REGISTERED, CONTROLLED) for table in release.tables(tier)}  # fmt: skip
+def _labels(release: Release) -> list[str]:
+    """``tier/table`` of every table of both tiers, registered first."""
+    return [
+        f"{tier}/{table}" for tier in (REGISTERED, CONTROLLED) for table in release.tables(tier)
+    ]
+
+
+def _read(release: Release, label: str) -> pd.DataFrame:
+    tier, table = label.split("/")
+    return release.table(tier, table)
 
 
 def cross_tier(release: Release, people: pd.DataFrame) -> list[str]:
@@ -50,25 +57,39 @@ def cross_tier(release: Release, people: pd.DataFrame) -> list[str]:
     people
         The registry's participants: research_id, date_shift_days and no_use (bool).
     """
-    frames, problems = _frames(release), []
-    persons = {t: set(frames[f"{t}/person"]["person_id"]) for t in (REGISTERED, CONTROLLED)}
+    person = {f"{t}/person": release.table(t, "person") for t in (REGISTERED, CONTROLLED)}
+    persons = {t: set(person[f"{t}/person"]["person_id"]) for t in (REGISTERED, CONTROLLED)}
+    problems = []
     if not persons[REGISTERED] <= persons[CONTROLLED]:
         n = len(persons[REGISTERED] - persons[CONTROLLED])
         problems.append(f"{n} registered persons are not in the controlled tier")
     withdrawn = set(people.loc[people["no_use"], "research_id"])
-    for label, frame in frames.items():
-        if "person_id" not in frame:
-            continue
-        ids = set(frame["person_id"].dropna())
-        if stray := ids - persons[label.split("/")[0]]:
-            problems.append(f"{label}: {len(stray)} person ids not in that tier's person table")
-        if gone := ids & withdrawn:
-            problems.append(f"{label}: {len(gone)} withdrawn participants (run 'opencohort "
-                            "retract' to rebuild without them)")  # fmt: skip
     shift = people.set_index("research_id")["date_shift_days"].astype("float64")
-    problems += _age_cap(frames, shift, date.fromisoformat(release.manifest["cutoff"]))
-    for table in release.tables(REGISTERED):
-        problems += _shifted(table, frames, shift)
+    by_label: dict[str, list[str]] = {}
+    shifted = []
+    for table in sorted(set(release.tables(REGISTERED)) | set(release.tables(CONTROLLED))):
+        pair = {f"{t}/{table}": release.table(t, table) for t in (REGISTERED, CONTROLLED)
+                if table in release.tables(t)}  # fmt: skip
+        for label, frame in pair.items():
+            by_label[label] = _person_ids(label, frame, persons, withdrawn)
+        if table in release.tables(REGISTERED):
+            shifted += _shifted(table, pair, shift)
+        del pair
+    problems += [p for label in _labels(release) for p in by_label[label]]
+    problems += _age_cap(person, shift, date.fromisoformat(release.manifest["cutoff"]))
+    return problems + shifted
+
+
+def _person_ids(label: str, frame: pd.DataFrame, persons: dict, withdrawn: set) -> list[str]:
+    """Problems with the person ids of one table: not in its tier's person table, withdrawn."""
+    if "person_id" not in frame:
+        return []
+    problems, ids = [], set(frame["person_id"].dropna())
+    if stray := ids - persons[label.split("/")[0]]:
+        problems.append(f"{label}: {len(stray)} person ids not in that tier's person table")
+    if gone := ids & withdrawn:
+        problems.append(f"{label}: {len(gone)} withdrawn participants (run 'opencohort "
+                        "retract' to rebuild without them)")  # fmt: skip
     return problems
 
 
@@ -219,22 +240,25 @@ def privacy(
     birth
         Real birth dates (day numbers) by research id.
     """
-    frames = _frames(release)
-    problems = [f"{h['table']}.{h['column']}: {h['values']} values hold a direct identifier"
-                for h in scan_frames(frames, identifiers)]  # fmt: skip
-    for label, frame in frames.items():
+    scan = scanner(identifiers)
+    problems, zip_problems, free_text = [], [], []
+    for label in _labels(release):
+        frame = _read(release, label)
+        problems += [f"{h['table']}.{h['column']}: {h['values']} values hold a direct "
+                     "identifier" for h in scan(label, frame)]  # fmt: skip
         for name in frame.columns:
             if frame[name].dtype != object:
                 continue
-            values = frame[name].dropna().astype(str).unique()
+            values = distinct_text(frame[name])
             n = sum(any(z in zips for z in _ZIP5.findall(v)) for v in values)
             if n:
-                problems.append(f"{label}.{name}: {n} values hold a five-digit ZIP")
-    for label, frame in frames.items():
+                zip_problems.append(f"{label}.{name}: {n} values hold a five-digit ZIP")
         for name in FREE_TEXT.get(label.split("/")[-1], ()):
             if name in frame and (n := int(frame[name].notna().sum())):
-                problems.append(f"{label}.{name}: {n} free-text values (must be empty)")
-    person = frames[f"{REGISTERED}/person"]
+                free_text.append(f"{label}.{name}: {n} free-text values (must be empty)")
+        del frame
+    problems += zip_problems + free_text
+    person = release.table(REGISTERED, "person")
     if person[["month_of_birth", "day_of_birth"]].notna().any().any():
         problems.append(f"{REGISTERED}/person: month or day of birth present")
     real = birth.reindex(person["person_id"].astype("float64")).to_numpy()

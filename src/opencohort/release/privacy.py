@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -11,6 +11,8 @@ import pandas as pd
 _WORD = re.compile(r"[\w@.'+-]+")
 _DIGITS = re.compile(r"\d[\d\s().-]{5,}\d")
 _MAX_WORDS = 6
+#: Whole numbers below this convert to int64 exactly (larger ones are compared as text).
+_INT_LIMIT = 2**53
 
 
 def _norm(text: str) -> str:
@@ -70,6 +72,11 @@ def _hits(value: str, phrases: set[str], digits: set[str]) -> bool:
     return bool(re.sub(r"\D", "", value) in digits)
 
 
+def distinct_text(values: pd.Series) -> np.ndarray:
+    """The distinct non-missing values of a column as text (converted after deduplication)."""
+    return pd.Series(values.dropna().unique(), dtype=object).astype(str).unique()
+
+
 def scan_frames(frames: Mapping[str, pd.DataFrame], identifiers: pd.DataFrame) -> list[dict]:
     """Find direct identifiers in every string and number of every frame.
 
@@ -86,22 +93,44 @@ def scan_frames(frames: Mapping[str, pd.DataFrame], identifiers: pd.DataFrame) -
         One record per (table, column) with a hit: table, column and the number of values
         holding an identifier (never the value itself). Empty when the frames are clean.
     """
+    scan = scanner(identifiers)
+    return [hit for label, frame in frames.items() for hit in scan(label, frame)]
+
+
+def scanner(identifiers: pd.DataFrame) -> Callable[[str, pd.DataFrame], list[dict]]:
+    """:func:`scan_frames` for one frame at a time (label, frame), identifier sets built once."""
     phrases, digits = identifier_sets(identifiers)
-    found = []
-    for label, frame in frames.items():
+    numbers = _digit_numbers(digits)
+
+    def scan(label: str, frame: pd.DataFrame) -> list[dict]:
+        found = []
         for column in frame.columns:
-            n = _column_hits(frame[column], phrases, digits)
+            n = _column_hits(frame[column], phrases, digits, numbers)
             if n:
                 found.append({"table": label, "column": column, "values": int(n)})
-    return found
+        return found
+
+    return scan
 
 
-def _column_hits(values: pd.Series, phrases: set[str], digits: set[str]) -> int:
-    """How many distinct values of a column hold an identifier (numbers: phone or SSN digits)."""
+def _column_hits(
+    values: pd.Series, phrases: set[str], digits: set[str], numbers: np.ndarray
+) -> int:
+    """How many distinct values of a column hold an identifier (numbers: phone or SSN digits).
+
+    `numbers` holds the `digits` as whole numbers (:func:`_digit_numbers`).
+    """
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-        return sum(_hits(v, phrases, digits) for v in values.dropna().astype(str).unique())
+        return sum(_hits(v, phrases, digits) for v in distinct_text(values))
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
-        numbers = pd.to_numeric(values, errors="coerce").dropna().unique()
-        whole = numbers[(numbers == np.floor(numbers)) & (np.abs(numbers) >= 1e6)]
-        return sum(str(int(abs(v))) in digits for v in whole)
+        found = pd.to_numeric(values, errors="coerce").dropna().unique()
+        whole = np.abs(found[(found == np.floor(found)) & (np.abs(found) >= 1e6)])
+        small = whole < _INT_LIMIT
+        hits = np.isin(whole[small].astype(np.int64), numbers).sum()
+        return int(hits) + sum(str(int(v)) in digits for v in whole[~small])
     return 0
+
+
+def _digit_numbers(digits: set[str]) -> np.ndarray:
+    """The digit strings a whole number below ``_INT_LIMIT`` can print as (no leading zero)."""
+    return np.array([int(d) for d in digits if d[0] != "0" and int(d) < _INT_LIMIT], np.int64)
