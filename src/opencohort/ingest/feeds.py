@@ -10,7 +10,6 @@ full snapshot of its feed. Reports go to ``reports/ingest/<feed>/program/``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -25,7 +24,14 @@ from opencohort.ingest._fhir import read_questionnaire_responses
 from opencohort.ingest.omop_files import ParsedTable, TableSpec, build_specs, parse_text
 from opencohort.ingest.omop_files import parse_with_spec as _parse_csv
 from opencohort.ingest.raw_store import Submission, store_submission, submissions
-from opencohort.ingest.report import FileResult, build_report, report_dir, write_report
+from opencohort.ingest.report import (
+    FileResult,
+    Reported,
+    build_report,
+    earlier_report,
+    report_dir,
+    write_report,
+)
 from opencohort.vocab import survey_answer_codes
 
 #: The source id of the program's own feeds in the raw store.
@@ -280,20 +286,10 @@ def find_feeds(directory: Path) -> list[FeedSource]:
 
 
 @dataclass(frozen=True)
-class FeedResult:
+class FeedResult(Reported):
     """Outcome of ingesting one feed submission (``new`` False: stored and checked before)."""
 
     feed: str
-    submission: Submission
-    report: dict
-    json_path: Path
-    html_path: Path
-    new: bool
-
-    @property
-    def files_failed(self) -> list[str]:
-        """Names of the files that failed validation."""
-        return [f["name"] for f in self.report["files"] if f["status"] == "failed"]
 
     @property
     def problems(self) -> list[str]:
@@ -340,14 +336,14 @@ def ingest_feed(
         home, PROGRAM, source.folder, received=received, feed=source.feed, only=source.names
     )
     json_path = report_dir(home, PROGRAM, feed=source.feed) / f"{submission.submission_id}.json"
-    html_path = json_path.with_suffix(".html")
-    if not submission.new and json_path.is_file() and html_path.is_file():
-        report = json.loads(json_path.read_text(encoding="utf-8"))
-        return FeedResult(source.feed, submission, report, json_path, html_path, False)
+    if (report := earlier_report(submission, json_path)) is not None:
+        return FeedResult(submission, report, json_path, json_path.with_suffix(".html"),
+                          new=False, feed=source.feed)  # fmt: skip
     files, _ = read_feed(submission, source.feed, participants)
     report = {**build_report(submission, files, [], {}, None), "feed": source.feed}
     json_path, html_path = write_report(home, report)
-    return FeedResult(source.feed, submission, report, json_path, html_path, submission.new)
+    return FeedResult(submission, report, json_path, html_path, new=submission.new,
+                      feed=source.feed)  # fmt: skip
 
 
 def latest_feed(

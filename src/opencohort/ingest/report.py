@@ -255,3 +255,26 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot write {type(value).__name__} to a report")
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A stored submission and its validation report (``new`` False: stored and checked before)."""
+
+    submission: Submission
+    report: dict
+    json_path: Path
+    html_path: Path
+    new: bool
+
+    @property
+    def files_failed(self) -> list[str]:
+        """Names of the files that failed validation."""
+        return [f["name"] for f in self.report["files"] if f["status"] == "failed"]
+
+
+def earlier_report(submission: Submission, json_path: Path) -> dict | None:
+    """The report of `submission` written when the same files were ingested before, or None."""
+    if submission.new or not (json_path.is_file() and json_path.with_suffix(".html").is_file()):
+        return None
+    return json.loads(json_path.read_text(encoding="utf-8"))

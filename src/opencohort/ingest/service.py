@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,14 @@ from opencohort.ingest.identity import (
 )
 from opencohort.ingest.omop_files import PII_TABLES, TABLES, ParsedTable, parse_table
 from opencohort.ingest.raw_store import Submission, store_submission
-from opencohort.ingest.report import FileResult, build_report, report_dir, write_report
+from opencohort.ingest.report import (
+    FileResult,
+    Reported,
+    build_report,
+    earlier_report,
+    report_dir,
+    write_report,
+)
 
 _MAX_PROBLEMS = 100
 _TYPE_HINT = {
@@ -41,7 +47,7 @@ _TYPE_HINT = {
 
 
 @dataclass(frozen=True)
-class IngestResult:
+class IngestResult(Reported):
     """Outcome of ingesting one site's submission.
 
     ``new`` is False when the same files were ingested before (nothing was stored or
@@ -49,16 +55,6 @@ class IngestResult:
     """
 
     site_id: str
-    submission: Submission
-    report: dict
-    json_path: Path
-    html_path: Path
-    new: bool
-
-    @property
-    def files_failed(self) -> list[str]:
-        """Names of the files that could not be read."""
-        return [f["name"] for f in self.report["files"] if f["status"] == "failed"]
 
     @property
     def checks_failed(self) -> list[str]:
@@ -206,10 +202,9 @@ def _ingest(
 ) -> IngestResult:
     submission = store_submission(home, site_id, folder, received=received)
     json_path = report_dir(home, site_id) / f"{submission.submission_id}.json"
-    html_path = json_path.with_suffix(".html")
-    if not submission.new and json_path.is_file() and html_path.is_file():
-        report = json.loads(json_path.read_text(encoding="utf-8"))
-        return IngestResult(site_id, submission, report, json_path, html_path, False)
+    if (report := earlier_report(submission, json_path)) is not None:
+        return IngestResult(submission, report, json_path, json_path.with_suffix(".html"),
+                            new=False, site_id=site_id)  # fmt: skip
     return _validate(home, submission, people())
 
 
@@ -225,9 +220,8 @@ def _validate(home: Home, submission: Submission, participants: pd.DataFrame) ->
         identity = match_identities(site, registry_identities(known))
     report = build_report(submission, files, results, tables, identity)
     json_path, html_path = write_report(home, report)
-    return IngestResult(
-        submission.site_id, submission, report, json_path, html_path, submission.new
-    )
+    return IngestResult(submission, report, json_path, html_path, new=submission.new,
+                        site_id=submission.site_id)  # fmt: skip
 
 
 def site_folders(ehr_dir: Path) -> list[Path]:
