@@ -20,7 +20,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from opencohort.errors import InputError, NotFound, OpencohortError, PermissionDenied
 from opencohort.registry import audit
@@ -145,6 +145,13 @@ def revoke_token(registry: Registry, *, name: str, actor: str = SYSTEM_ACTOR) ->
                      entity_id=name, after={"revoked": True})  # fmt: skip
 
 
+_T = m.ApiToken.__table__
+#: The one lookup a request's authentication costs (an index probe on the token's hash).
+_BY_DIGEST = select(_T.c.name, _T.c.role, _T.c.revoked_at).where(
+    _T.c.token_sha256 == bindparam("digest")
+)
+
+
 def authenticate(registry: Registry, token: str | None, *, secret: str) -> Principal:
     """Return who holds `token`.
 
@@ -155,9 +162,8 @@ def authenticate(registry: Registry, token: str | None, *, secret: str) -> Princ
     """
     if not token:
         raise Unauthenticated("no API token; send 'Authorization: Bearer <token>'")
-    t = m.ApiToken
-    with registry.session() as session:
-        row = session.scalar(select(t).where(t.token_sha256 == hash_token(token, secret=secret)))
+    with registry.engine.connect() as connection:
+        row = connection.execute(_BY_DIGEST, {"digest": hash_token(token, secret=secret)}).first()
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("the API token is unknown or revoked")
     return Principal(row.name, Role(row.role))
@@ -193,12 +199,17 @@ async def current_registry(request: Request) -> Registry:
 RegistryDep = Annotated[Registry, Depends(current_registry)]
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     registry: RegistryDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Authenticate the caller's bearer token (401 when missing or invalid)."""
+    """Authenticate the caller's bearer token (401 when missing or invalid).
+
+    It runs on the event loop: the lookup is one index probe (tens of microseconds), cheaper
+    than the hop to a thread, and it reads the database on every request, so a revoked token
+    is refused by the next request in every server process (nothing is cached).
+    """
     token = credentials.credentials if credentials else None
     return authenticate(registry, token, secret=request.app.state.token_secret)
 
