@@ -85,7 +85,18 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(tag)
 
 
-def _create(
+async def _create(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    body: BaseModel,
+    make: Callable[[], BaseModel],
+) -> BaseModel | Response:
+    """Run `_create_once` on the thread pool."""
+    return await run_in_threadpool(_create_once, request, principal, key, body, make)
+
+
+def _create_once(
     request: Request,
     principal: Principal,
     key: str | None,
@@ -141,7 +152,7 @@ async def create_participant(
         record = service.participant_record(registry, pid, as_of=date.today())
         return s.ParticipantPublic.model_validate(record)
 
-    return await run_in_threadpool(_create, request, caller, key, body, make)
+    return await _create(request, caller, key, body, make)
 
 
 @router.get("/participants", response_model=s.ParticipantSummaryList,
@@ -237,16 +248,30 @@ async def create_consent(
     key: IdempotencyKey = None,
 ):
     """Append a signed consent form to the participant's history."""
-    return await run_in_threadpool(_create, request, caller, key, body, lambda: s.ConsentPublic.model_validate(
-        service.record_consent(registry, participant_id, consent_type=body.consent_type,
-                               version=body.version, status=body.status, authored=body.authored,
-                               document_sha256=body.document_sha256, signer=body.signer,
-                               actor=caller.name)))  # fmt: skip
+
+    def make() -> s.ConsentPublic:
+        return s.ConsentPublic.model_validate(
+            service.record_consent(
+                registry,
+                participant_id,
+                consent_type=body.consent_type,
+                version=body.version,
+                status=body.status,
+                authored=body.authored,
+                document_sha256=body.document_sha256,
+                signer=body.signer,
+                actor=caller.name,
+            )
+        )
+
+    return await _create(request, caller, key, body, make)
 
 
 @router.get("/participants/{participant_id}/consents", response_model=s.ConsentList,
             operation_id="consents-list", tags=["consents"])  # fmt: skip
-async def list_consents(participant_id: s.ParticipantId, registry: RegistryDep, caller: CanReadSummary):
+async def list_consents(
+    participant_id: s.ParticipantId, registry: RegistryDep, caller: CanReadSummary
+):
     """The participant's whole consent history, oldest first."""
     data = await run_in_threadpool(service.list_consents, registry, participant_id)
     return {"data": data, "count": len(data)}
@@ -263,9 +288,19 @@ async def create_survey(
     key: IdempotencyKey = None,
 ):
     """Record a completed survey module."""
-    return await run_in_threadpool(_create, request, caller, key, body, lambda: s.SurveyPublic.model_validate(
-        service.record_survey(registry, participant_id, module=body.module,
-                              authored=body.authored, actor=caller.name)))  # fmt: skip
+
+    def make() -> s.SurveyPublic:
+        return s.SurveyPublic.model_validate(
+            service.record_survey(
+                registry,
+                participant_id,
+                module=body.module,
+                authored=body.authored,
+                actor=caller.name,
+            )
+        )
+
+    return await _create(request, caller, key, body, make)
 
 
 @router.post("/participants/{participant_id}/physical-measurements",
@@ -281,9 +316,15 @@ async def create_measurement(
 ):
     """Record one visit's physical measurements."""
     values = body.model_dump(exclude={"measured"})
-    return await run_in_threadpool(_create, request, caller, key, body, lambda: s.PhysicalMeasurementPublic.model_validate(
-        service.record_physical_measurement(registry, participant_id, measured=body.measured,
-                                            values=values, actor=caller.name)))  # fmt: skip
+
+    def make() -> s.PhysicalMeasurementPublic:
+        return s.PhysicalMeasurementPublic.model_validate(
+            service.record_physical_measurement(
+                registry, participant_id, measured=body.measured, values=values, actor=caller.name
+            )
+        )
+
+    return await _create(request, caller, key, body, make)
 
 
 @router.post("/participants/{participant_id}/biospecimen-orders",
@@ -300,9 +341,15 @@ async def create_order(
     """Store a biospecimen order and its samples."""
     order = body.model_dump(exclude={"samples"})
     samples = [sample.model_dump() for sample in body.samples]
-    return await run_in_threadpool(_create, request, caller, key, body, lambda: s.BiospecimenOrderPublic.model_validate(
-        service.create_biospecimen_order(registry, participant_id, order=order, samples=samples,
-                                         actor=caller.name)))  # fmt: skip
+
+    def make() -> s.BiospecimenOrderPublic:
+        return s.BiospecimenOrderPublic.model_validate(
+            service.create_biospecimen_order(
+                registry, participant_id, order=order, samples=samples, actor=caller.name
+            )
+        )
+
+    return await _create(request, caller, key, body, make)
 
 
 @router.post("/participants/{participant_id}/withdrawal", response_model=s.DecisionPublic,
@@ -352,9 +399,20 @@ async def advance_genomic(
     key: IdempotencyKey = None,
 ):
     """Move a sample one step along the sequencing workflow (illegal steps: 409)."""
-    return await run_in_threadpool(_create, request, caller, key, body, lambda: s.GenomicStepPublic.model_validate(
-        service.advance_genomic(registry, sample_id, state=body.state, day=body.day,
-                                detail=body.detail, actor=caller.name)))  # fmt: skip
+
+    def make() -> s.GenomicStepPublic:
+        return s.GenomicStepPublic.model_validate(
+            service.advance_genomic(
+                registry,
+                sample_id,
+                state=body.state,
+                day=body.day,
+                detail=body.detail,
+                actor=caller.name,
+            )
+        )
+
+    return await _create(request, caller, key, body, make)
 
 
 @router.get("/samples/{sample_id}/genomic-state", response_model=s.GenomicStatePublic,
@@ -402,7 +460,7 @@ async def create_manifest(
         rows = sent.to_dict(orient="records")
         return s.ManifestPublic.model_validate({"data": rows, "count": len(rows)})
 
-    return await run_in_threadpool(_create, request, caller, key, body, make)
+    return await _create(request, caller, key, body, make)
 
 
 @router.get("/audit/verify", response_model=s.AuditReportPublic, operation_id="audit-verify",
