@@ -74,6 +74,8 @@ class _Column:
     def isin(self, values: frozenset) -> np.ndarray:
         """Return the mask of the rows holding one of `values` (a text column)."""
         codes = [self.code[value] for value in values if value in self.code]
+        if len(codes) == 1:
+            return self.array == codes[0]
         return np.isin(self.array, np.array(codes, dtype=_CODE))
 
 
@@ -212,16 +214,25 @@ class StatusCache:
             return _copy(entry.counts)
 
     def select(
-        self, connection: Connection, *, as_of: date, where: dict[str, frozenset]
-    ) -> np.ndarray:
-        """Return the ids (in order) of the participants whose status on `as_of` is, in
-        each column named in `where`, one of the values given for it."""
+        self,
+        connection: Connection,
+        *,
+        as_of: date,
+        where: dict[str, frozenset],
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> tuple[list[str], int]:
+        """Return one page (from `offset`, up to `limit` ids, in id order) of the participants
+        whose status on `as_of` is, in each column named in `where`, one of the values given
+        for it, and how many match in all (only the page's ids are gathered)."""
         with self._lock:
             entry = self._current(connection, as_of)
             keep = np.ones(len(entry.ids), dtype=bool)
             for name, values in where.items():
                 keep &= entry.columns[name].isin(values)
-            return entry.ids[keep]
+            rows = np.flatnonzero(keep)
+            end = None if limit is None else offset + limit
+            return entry.ids[rows[offset:end]].tolist(), len(rows)
 
     def _current(self, connection: Connection, as_of: date) -> _Entry:
         head = _head(connection)

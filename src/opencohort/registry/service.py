@@ -7,11 +7,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, Insert, Table, delete, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -355,12 +357,23 @@ def _change(
         session.flush()
 
 
+@cache
+def _insert_returning(table: Table) -> Insert:
+    return table.insert().returning(*table.c)
+
+
 def _add(session: Session, obj: m.Base, *, actor: str, action: str, participant_id: str) -> dict:
-    """Store `obj`, audit it under the participant's id and return it as a dict."""
-    session.add(obj)
-    session.flush()
-    row = _row(obj)
-    audit.record(session.connection(), actor=actor, action=action, entity=obj.__tablename__,
+    """Store `obj`, audit it under the participant's id and return it as a dict.
+
+    The row goes in by one Core ``INSERT ... RETURNING`` of the attributes the caller set
+    (column defaults fill the rest, as a flush would), without the ORM's unit of work.
+    """
+    table = obj.__table__
+    given = sa_inspect(obj).dict
+    values = {c.key: given[c.key] for c in table.columns if c.key in given}
+    connection = session.connection()
+    row = dict(connection.execute(_insert_returning(table), values).mappings().one())
+    audit.record(connection, actor=actor, action=action, entity=obj.__tablename__,
                  entity_id=participant_id, after=row)  # fmt: skip
     return row
 
@@ -770,10 +783,10 @@ def search_participants(
         left = frozenset(s.value for s in WithdrawalStatus) - {stays}
         where["withdrawal"] = left if withdrawn else frozenset({stays})
     with registry.engine.connect() as connection:
-        matches = registry.statuses.select(connection, as_of=as_of, where=where)
-        page = list(matches[offset : offset + limit])
+        page, count = registry.statuses.select(connection, as_of=as_of, where=where,
+                                               offset=offset, limit=limit)  # fmt: skip
         facts = _facts.load_facts(connection, page) if page else []
-    return [_summary(fact, _facts.derive(fact, as_of=as_of)) for fact in facts], len(matches)
+    return [_summary(fact, _facts.derive(fact, as_of=as_of)) for fact in facts], count
 
 
 def list_consents(registry: Registry, participant_id: str) -> list[dict]:
