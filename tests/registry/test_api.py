@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 
 from opencohort.registry import audit_trail
 from opencohort.registry import models as m
-from opencohort.registry.auth import DEV_SECRET, Role, create_token
+from opencohort.registry.auth import DEV_SECRET, Role, create_token, revoke_token
 from opencohort.web import REGISTRY_PREFIX, Settings, create_app
 
 SHA = "c" * 64
@@ -359,3 +359,21 @@ def test_days_out_of_range__422_not_500(api) -> None:
     _enrol(api, "P2")
     found = api.get("/participants", headers=_as(api, Role.CURATION))
     assert found.status_code == 200 and found.json()["count"] == 1
+
+
+def test_revoked_token__refused_by_next_request_on_other_worker(api, db_url) -> None:
+    """Each server process builds its own app; a revocation made through one (or the CLI)
+    is refused by the very next request to another, with nothing to wait for."""
+    other = create_app(Settings(registry_url=db_url), migrate=False)
+    try:
+        worker = TestClient(other, base_url="http://testserver" + REGISTRY_PREFIX)
+        headers = _as(api, Role.WORKBENCH)
+        assert worker.get("/summary", headers=headers).status_code == 200
+        assert api.get("/summary", headers=headers).status_code == 200
+        revoke_token(api.registry, name=Role.WORKBENCH.value)
+        refused = worker.get("/summary", headers=headers)
+        assert refused.status_code == 401 and refused.json()["code"] == "unauthenticated"
+        assert api.get("/summary", headers=headers).status_code == 401
+        assert worker.get("/summary", headers=_as(api, Role.CURATION)).status_code == 200
+    finally:
+        other.state.registry.close()
