@@ -66,3 +66,14 @@ def test_token_cli__create_prints_token_once(tmp_path) -> None:
         registry_cli, ["token", "create", "--role", "boss", "--name", "x", "--home", str(home.root)]
     )
     assert wrong.exit_code == 2
+
+
+def test_authenticate__reconnects_after_connection_lost(registry) -> None:
+    token = create_token(registry, name="desk", role=Role.CURATION, secret="s1")
+    assert authenticate(registry, token, secret="s1").role == Role.CURATION
+    reader = registry.readers["api_token"]
+    reader._connection.driver_connection.close()  # as a server restart would
+    assert authenticate(registry, token, secret="s1") == Principal("desk", Role.CURATION)
+    revoke_token(registry, name="desk")
+    with pytest.raises(Unauthenticated, match="revoked"):
+        authenticate(registry, token, secret="s1")

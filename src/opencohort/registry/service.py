@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Insert, Table, delete, select, update
+from sqlalchemy import Connection, Engine, Insert, Select, Table, delete, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -95,13 +95,23 @@ class Registry:
 
     engine: Engine
     statuses: StatusCache = field(default_factory=StatusCache, compare=False, repr=False)
+    #: One-row lookups made on every request, by name (``_db.OneRowReader``).
+    readers: dict[str, _db.OneRowReader] = field(default_factory=dict, compare=False, repr=False)
 
     def session(self) -> Session:
         """Return a new ORM session (use it as a context manager)."""
         return Session(self.engine)
 
+    def reader(self, name: str, statement: Select) -> _db.OneRowReader:
+        """Return the reader of `statement` kept under `name` (made on first use)."""
+        if name not in self.readers:
+            self.readers[name] = _db.OneRowReader(self.engine, statement)
+        return self.readers[name]
+
     def close(self) -> None:
         """Release the database connections."""
+        for reader in self.readers.values():
+            reader.close()
         self.engine.dispose()
 
 
