@@ -20,7 +20,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from opencohort.registry import _facts, _status_frame
 from opencohort.registry import models as m
@@ -123,8 +123,16 @@ class _Entry:
                 column.array[i] = column.encode(row[name])
 
 
+#: The newest audit id, and the entities audited in a range of ids (built once: building a
+#: statement costs about as much as running it).
+_HEAD = select(func.max(_AUDIT.c.audit_id))
+_CHANGED = select(_AUDIT.c.entity, _AUDIT.c.entity_id).where(
+    _AUDIT.c.audit_id > bindparam("after"), _AUDIT.c.audit_id <= bindparam("head")
+)
+
+
 def _head(connection: Connection) -> int:
-    return connection.execute(select(func.max(_AUDIT.c.audit_id))).scalar() or 0
+    return connection.execute(_HEAD).scalar() or 0
 
 
 def _status_row(facts: _facts.ParticipantFacts, as_of: date) -> dict:
@@ -251,10 +259,7 @@ class StatusCache:
             return True
         if head < entry.head:
             return False
-        changed = connection.execute(
-            select(_AUDIT.c.entity, _AUDIT.c.entity_id)
-            .where(_AUDIT.c.audit_id > entry.head, _AUDIT.c.audit_id <= head)
-        ).all()  # fmt: skip
+        changed = connection.execute(_CHANGED, {"after": entry.head, "head": head}).all()
         ids = set()
         for entity, entity_id in changed:
             if entity in PARTICIPANT_ENTITIES:
