@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Table, func, select
 
@@ -204,6 +205,30 @@ def _options(columns: list[str]) -> pacsv.ConvertOptions:
     )
 
 
+#: A participant id is "P" and up to this many digits; its key is the digits' value plus their
+#: count times 10**_DIGITS, so "P01" and "P1" get different keys.
+_DIGITS = 15
+
+
+def _keys(ids: pd.Series | pa.Array) -> np.ndarray:
+    """Return int64 keys of participant ids (-1 for an id that is not "P" and 1-15 digits).
+
+    Keys stand for the ids in the load's lookups: 8 bytes each instead of a Python string and
+    its hash-table slot (at 1,000,000 participants about 200 MB less held through the load).
+    """
+    text = pa.array(ids, pa.string())
+    valid = pc.match_substring_regex(text, rf"^P[0-9]{{1,{_DIGITS}}}$")
+    digits = pc.if_else(valid, pc.utf8_slice_codeunits(text, 1), "0")
+    keys = pc.add(pc.cast(digits, pa.int64()), pc.multiply(pc.utf8_length(digits), 10**_DIGITS))
+    return pc.if_else(valid, keys, -1).to_numpy(zero_copy_only=False)
+
+
+def _known(known: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Mask of `keys` found in the sorted array `known`."""
+    at = np.searchsorted(known, keys).clip(max=max(len(known) - 1, 0))
+    return known[at] == keys if len(known) else np.zeros(len(keys), bool)
+
+
 def _blocks(path: Path, columns: list[str], block_bytes: int) -> Iterator[pd.DataFrame]:
     """Yield `path`'s `columns` in blocks of string frames, indexed by row number from 0."""
     reader = pacsv.open_csv(
@@ -374,6 +399,14 @@ class _Load:
     def stored(self, column) -> pd.Index:
         return pd.Index(self.connection.execute(select(column)).scalars().all(), dtype=object)
 
+    def stored_keys(self) -> np.ndarray:
+        """Keys of the stored participants' ids, read a block of rows at a time."""
+        result = self.connection.execute(select(m.Participant.participant_id))
+        parts = [
+            _keys(pa.array(rows, pa.string())) for rows in result.scalars().partitions(1 << 16)
+        ]
+        return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
     def insert(self, tables: Iterator[tuple[Table, pa.Table]]) -> None:
         """Insert `tables` while the feed has no problems; the caller rolls back otherwise."""
         for table, rows in tables:
@@ -391,19 +424,23 @@ class _Load:
         self.insert(_site_tables(sites))
         return known.append(pd.Index(sites["site_id"], dtype=object)).unique()
 
-    def participants(self, sites: pd.Index, draw_ids: Callable[[int], pd.DataFrame]) -> pd.Index:
-        """Check and load participants.csv; return every known participant id."""
+    def participants(self, sites: pd.Index, draw_ids: Callable[[int], pd.DataFrame]) -> np.ndarray:
+        """Check and load participants.csv; return the sorted keys of every known participant."""
         name, spec = "participants.csv", _SPECS["participants.csv"]
         path = self.present[name]
-        ids = _whole(path, ["participant_id"])["participant_id"]
-        _report(self.problems, name, ids.to_frame(), ids.duplicated().to_numpy(),
-                "participant_id", "'{value}' appears twice in participants.csv")  # fmt: skip
-        stored = self.stored(m.Participant.participant_id)
-        new = ~ids.isin(stored).to_numpy()
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+                                convert_options=_options(["participant_id"]))  # fmt: skip
+        parts = [_keys(batch.column(0)) for batch in reader]
+        keys = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        twice = pd.Series(keys).duplicated().to_numpy() & (keys >= 0)
+        stored = np.sort(self.stored_keys())
+        new = ~_known(stored, keys)
         drawn = draw_ids(int(new.sum()))
         before = np.concatenate([[0], np.cumsum(new)])
         for block in _blocks(path, list(spec), self.block_bytes):
             checked = _check(name, block, spec, self.problems)
+            _report(self.problems, name, block, twice[block.index], "participant_id",
+                    "'{value}' appears twice in participants.csv")  # fmt: skip
             site = block["site_id"]
             bad = ~(sites.get_indexer(site) >= 0) & (site != "").to_numpy()
             _report(self.problems, name, block, bad, "site_id",
@@ -414,16 +451,17 @@ class _Load:
             people = pd.concat([people, drawn.iloc[first : first + len(people)]
                                 .reset_index(drop=True)], axis=1)  # fmt: skip
             self.insert(_people_tables(people.assign(version=1)))
-        return stored.append(pd.Index(ids, dtype=object)).unique()
+        return np.union1d(stored, keys[keys >= 0])
 
-    def file(self, name: str, people: pd.Index, no_use: pd.Series) -> None:
+    def file(self, name: str, people: np.ndarray, no_use: pd.Series) -> None:
         """Check and load one feed file that refers to participants."""
         spec = _SPECS[name]
         for block in _blocks(self.present[name], list(spec), self.block_bytes):
             if name == "surveys.csv":
                 block = block.drop_duplicates(["participant_id", "module", "authored_date"])
             checked = _check(name, block, spec, self.problems)
-            bad = people.get_indexer(block["participant_id"]) < 0
+            keys = _keys(block["participant_id"])
+            bad = (keys >= 0) & ~_known(people, keys)
             _report(self.problems, name, block, bad, "participant_id",
                     "'{value}' is not in participants.csv or the registry")  # fmt: skip
             if name == "withdrawals.csv":
