@@ -28,6 +28,8 @@ COVARIATES = ("age_at_last_event", "sex_male", "ehr_length")
 """Numeric covariates always computed (years, 1 = male at birth, years)."""
 ICD10_START = pd.Timestamp("2015-10-01")
 """US switch from ICD-9-CM to ICD-10-CM; decides the vocabulary of an ambiguous bare code."""
+PHYSICAL_EXAM_TYPE = 44818701
+"""OMOP type concept "From physical examination": the program's own measurements, not EHR."""
 _SEX = {8507: "male", 8532: "female"}
 _EVENT_DATES = {
     "condition_occurrence": "condition_start_date",
@@ -359,11 +361,17 @@ def covariates(person: pd.DataFrame, events: list[pd.DataFrame]) -> pd.DataFrame
 
 
 def _event_dates(release: Release, tier: str) -> list[pd.DataFrame]:
+    """(person_id, date) of EHR rows; the program's own physical measurements do not count."""
     frames = []
     for table, column in _EVENT_DATES.items():
         if table not in release.tables(tier):
             continue
-        rows = release.table(tier, table, columns=["person_id", column])
+        columns = ["person_id", column]
+        if table == "measurement":
+            columns.append("measurement_type_concept_id")
+        rows = release.table(tier, table, columns=columns)
+        if table == "measurement":
+            rows = rows[rows["measurement_type_concept_id"] != PHYSICAL_EXAM_TYPE]
         frames.append(pd.DataFrame({"person_id": rows["person_id"], "date": _dates(rows[column])}))
     return frames
 
@@ -426,8 +434,9 @@ def build_phenotypes(
     -------
     tuple
         The table (one row per research id: covariates, ancestry when present,
-        measurement traits, then ``phe_*`` traits) and a summary dict (options, counts,
-        measurement report rows, phecode case counts).
+        measurement traits, then ``phe_*`` traits, missing for anyone without an EHR
+        event) and a summary dict (options, counts, measurement report rows, phecode case
+        counts).
 
     Raises
     ------
@@ -455,6 +464,7 @@ def build_phenotypes(
         columns=["person_id", "measurement_concept_id", "measurement_date", "value_as_number",
                  "unit_concept_id"],
     )  # fmt: skip
+    binary.loc[covar["last_event_date"].isna().to_numpy()] = pd.NA
     quantitative, report = measurement_traits(measurement, covar.index, options.traits)
     parts = [covar]
     ancestry = ancestry_covariates(release, tier, n_pcs=options.n_pcs)

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from opencohort.analysis._gwas_kernels import firth_logistic
+from opencohort.analysis._pgen import PFile, iter_dosage_blocks
 from opencohort.analysis._phewas_kernels import batched_logistic
 from opencohort.analysis.phenotypes import PHECODE_PREFIX
 from opencohort.errors import ConfigError, InputError
@@ -227,3 +228,29 @@ def read_exposure(path: Path, column: str) -> pd.Series:
             field=column, value=text.iloc[bad[0]],
         )  # fmt: skip
     return pd.Series(values.to_numpy(), index=frame[key].to_numpy(), name=column)
+
+
+def variant_dosage(pfile: PFile | str | Path, variant_id: str) -> pd.Series:
+    """ALT-allele dosage of one variant of a PLINK 2 fileset, indexed by IID (NaN missing).
+
+    Raises
+    ------
+    InputError
+        If the fileset has no variant, or several, with that ID, or repeats a sample id.
+    """
+    pfile = pfile if isinstance(pfile, PFile) else PFile.open(pfile)
+    hits = np.flatnonzero(pfile.variants["ID"].to_numpy() == variant_id)
+    if hits.size != 1:
+        raise InputError(
+            f"{hits.size} variants have ID {variant_id!r}; expected exactly one",
+            file=str(pfile.pgen.with_suffix(".pvar")),
+        )
+    iid = pfile.samples["IID"].astype(str)
+    if iid.duplicated().any():
+        raise InputError(
+            f"sample id {iid[iid.duplicated()].iloc[0]!r} repeats; IIDs must be unique",
+            file=str(pfile.pgen.with_suffix(".psam")), field="IID",
+        )  # fmt: skip
+    first = int(hits[0])
+    _, block = next(iter_dosage_blocks(pfile, start=first, stop=first + 1))
+    return pd.Series(block[0].astype(np.float64), index=iid.to_numpy(), name=variant_id)
