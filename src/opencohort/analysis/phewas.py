@@ -177,6 +177,8 @@ def _results(
     se = fits["standard_error"].to_numpy(dtype=float)
     p = 2 * norm.sf(np.abs(beta / se))
     low, high = beta - _Z975 * se, beta + _Z975 * se
+    with np.errstate(over="ignore", divide="ignore"):  # a diverged fit's OR is inf
+        ratios = np.exp(beta), np.exp(low), np.exp(high), -np.log10(p)
     out = pd.DataFrame(
         {
             "phecode": codes[j],
@@ -186,14 +188,14 @@ def _results(
             "cases": cases[j].astype(int),
             "controls": controls[j].astype(int),
             "p_value": p,
-            "neg_log_p_value": -np.log10(p),
+            "neg_log_p_value": ratios[3],
             "beta": beta,
             "standard_error": se,
             "conf_int_1": low,
             "conf_int_2": high,
-            "odds_ratio": np.exp(beta),
-            "odds_ratio_low": np.exp(low),
-            "odds_ratio_high": np.exp(high),
+            "odds_ratio": ratios[0],
+            "odds_ratio_low": ratios[1],
+            "odds_ratio_high": ratios[2],
             "log10_odds_ratio": beta / np.log(10),
             "converged": fits["converged"].to_numpy(dtype=bool),
             "firth": fits["firth"].to_numpy(dtype=bool),
