@@ -192,8 +192,8 @@ def phecode_traits(
     Returns
     -------
     pandas.DataFrame
-        Indexed like `persons`; one ``Int8`` column ``phe_<phecode>`` per phecode: 1 case,
-        0 control, missing when the person has the phecode on fewer than `min_dates` dates,
+        Indexed like `persons`; one float32 column ``phe_<phecode>`` per phecode: 1 case,
+        0 control, NaN when the person has the phecode on fewer than `min_dates` dates,
         has a phecode of its exclusion range, or is not of the phecode's sex.
 
     Raises
@@ -242,7 +242,7 @@ def phecode_traits(
         cols = np.flatnonzero(restriction == label)
         values[np.ix_(sex != wanted, cols)] = np.nan
     names = [f"{PHECODE_PREFIX}{code}" for code in tested]
-    return pd.DataFrame(values, index=persons.index, columns=names).astype("Int8")
+    return pd.DataFrame(values.astype(np.float32), index=persons.index, columns=names)
 
 
 def measurement_traits(
@@ -464,7 +464,7 @@ def build_phenotypes(
         columns=["person_id", "measurement_concept_id", "measurement_date", "value_as_number",
                  "unit_concept_id"],
     )  # fmt: skip
-    binary.loc[covar["last_event_date"].isna().to_numpy()] = pd.NA
+    binary.loc[covar["last_event_date"].isna().to_numpy()] = np.nan
     quantitative, report = measurement_traits(measurement, covar.index, options.traits)
     parts = [covar]
     ancestry = ancestry_covariates(release, tier, n_pcs=options.n_pcs)
