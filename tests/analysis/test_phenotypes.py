@@ -156,3 +156,28 @@ def test_build_phenotypes__planted_diseases(synthetic) -> None:
         if disease.sex != "both":
             other = table.loc[truth.index, "sex_at_birth"] != disease.sex
             assert status[other].isna().all(), disease.name
+
+
+def test_phenotype_cli__writes_the_table_and_plink_files(synthetic, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", "from opencohort.cli import main; main()", "phenotype",
+             "--home", str(synthetic["home"].root), *args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    done = run("--release", "R1", "--tier", "controlled", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    table = pd.read_parquet(tmp_path / "out" / "phenotypes.parquet")
+    expected, _ = build_phenotypes(synthetic["release"], tier="controlled")
+    pd.testing.assert_frame_equal(table.drop(columns="sex_at_birth"),
+                                  expected.drop(columns="sex_at_birth"))  # fmt: skip
+    assert table["sex_at_birth"].fillna("?").equals(expected["sex_at_birth"].fillna("?"))
+    traits = read_plink_table(tmp_path / "out" / "pheno.tsv")
+    assert len(traits) == len(table) and "phe_495" in traits.columns
+    missing = run("--release", "NOPE", "--out", str(tmp_path / "none"))
+    assert missing.returncode == 1 and "no release 'NOPE'" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "none").exists()
