@@ -43,7 +43,7 @@ def batched_logistic(
     Parameters
     ----------
     x
-        Design (n x p), intercept included, the tested column last.
+        Design (n x p): the intercept first, the tested column last.
     y
         Outcomes (n x J), 0/1 where ``mask`` is True (other values are ignored).
     mask
@@ -64,7 +64,8 @@ def batched_logistic(
     2. Each Newton step needs the information X' W_j X of every outcome: with the row-wise
        products of the design's upper triangle Z (n x p(p+1)/2), all of them come from one
        matrix product Z' W (W the n x J weights), as the gradients come from X' R.
-    3. Steps are solved as a stack of p x p systems; outcomes that converged stop moving.
+    3. Newton starts at the intercept-only fit (the logit of each outcome's rate).
+    4. Steps are solved as a stack of p x p systems; outcomes that converged stop moving.
     """
     n, p = x.shape
     scale = _scales(x)
@@ -75,6 +76,8 @@ def batched_logistic(
     yy = np.where(mask, y, 0.0)
     j = y.shape[1]
     beta = np.zeros((j, p))
+    rate = (yy * m).sum(axis=0) / np.maximum(m.sum(axis=0), 1.0)
+    beta[:, 0] = np.log(np.clip(rate, 1e-6, 1 - 1e-6) / np.clip(1 - rate, 1e-6, 1.0))
     active = np.ones(j, dtype=bool)
     converged = np.zeros(j, dtype=bool)
     iterations = np.zeros(j, dtype=np.int64)
