@@ -66,6 +66,7 @@ def where(home: HomeOption = None, as_json: JsonOutput = False) -> None:
 
 def _register_areas() -> None:
     from opencohort.analysis.cli import gwas
+    from opencohort.analysis.phewas_cli import phenotype, phewas
     from opencohort.genomics.cli import genomics
     from opencohort.ingest.cli import ingest
     from opencohort.registry.cli import registry
@@ -76,6 +77,8 @@ def _register_areas() -> None:
 
     app.command(name="synth")(synth)
     app.command(name="gwas")(gwas)
+    app.command(name="phenotype")(phenotype)
+    app.command(name="phewas")(phewas)
     app.add_typer(vocab, name="vocab")
     registry.command("serve")(serve)
     app.add_typer(registry, name="registry")

@@ -104,3 +104,30 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 requires_plink2 = pytest.mark.skipif(PLINK2 is None, reason="plink2 binary not installed")
+
+
+BCFTOOLS = shutil.which("bcftools")
+SYNTH = {"participants": 3000, "genomes": 2000, "sites": 2, "seed": 11}
+"""The synthetic program of the phenotype and PheWAS tests: about 1,350 sequenced people
+with EHR, enough for the strong planted disease variants to reach p < 1e-5."""
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory, program_home) -> dict:
+    """A synthetic program, its home with release R1, and research ids."""
+    from datetime import date
+
+    from opencohort.release import build_release, read_release
+    from opencohort.synth import SynthConfig, generate_program
+
+    from ._releases import research_ids
+
+    root = tmp_path_factory.mktemp("synthetic")
+    program = root / "program"
+    generate_program(SynthConfig(**SYNTH), program)
+    home = program_home(root / "home", program)
+    build_release(home, "R1", cutoff=date(2025, 12, 31))
+    return {
+        "root": root, "program": program, "home": home,
+        "release": read_release(home, "R1"), "ids": research_ids(home),
+    }  # fmt: skip

@@ -1,4 +1,4 @@
-"""Association analysis: GWAS scans on PLINK 2 filesets, with plink2-style tables and plots."""
+"""Association analysis: phenotypes from releases, GWAS and PheWAS, with tables and plots."""
 
 from opencohort.analysis._pgen import PFile, iter_dosage_blocks
 from opencohort.analysis.gwas import RESULT_COLUMNS, linear_gwas, logistic_gwas
@@ -11,8 +11,37 @@ from opencohort.analysis.gwas_report import (
     qq_plot,
     write_results,
 )
+from opencohort.analysis.phenotypes import (
+    DEFAULT_TRAITS,
+    MeasurementTrait,
+    PhenotypeOptions,
+    build_phenotypes,
+    covariates,
+    measurement_traits,
+    phecode_counts,
+    phecode_traits,
+    source_codes,
+    write_phenotypes,
+)
+from opencohort.analysis.phewas import PHEWAS_COLUMNS, phewas, read_exposure, variant_dosage
+from opencohort.analysis.phewas_report import write_phewas
 
 __all__ = [
+    "DEFAULT_TRAITS",
+    "PHEWAS_COLUMNS",
+    "MeasurementTrait",
+    "PhenotypeOptions",
+    "build_phenotypes",
+    "covariates",
+    "measurement_traits",
+    "phecode_counts",
+    "phecode_traits",
+    "phewas",
+    "read_exposure",
+    "source_codes",
+    "variant_dosage",
+    "write_phenotypes",
+    "write_phewas",
     "RESULT_COLUMNS",
     "PFile",
     "clump_loci",

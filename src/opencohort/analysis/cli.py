@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -36,7 +35,7 @@ def read_plink_table(path: Path, names: list[str] | None = None) -> pd.DataFrame
                 f"columns {unknown} not found; have {list(table.columns)}", file=str(path)
             )
         table = table[names]
-    table = table.replace(list(MISSING_CODES), np.nan)
+    table = table.mask(table.isin(MISSING_CODES))
     numeric = table.apply(pd.to_numeric, errors="coerce")
     bad = numeric.isna() & table.notna()
     if bad.any().any():
@@ -60,7 +59,7 @@ def split_traits(phenotypes: pd.DataFrame, model: str) -> tuple[pd.DataFrame, pd
         if not is_binary:
             quantitative[name] = values
         elif 2.0 in seen:
-            binary[name] = values.replace(0.0, np.nan) - 1.0
+            binary[name] = values.where(values != 0.0) - 1.0
         elif seen <= {0.0, 1.0}:
             binary[name] = values
         else:
