@@ -26,6 +26,11 @@ from opencohort.genomics.delivery import (
 )
 from opencohort.genomics.frequencies import allele_frequencies
 from opencohort.genomics.kinship import king_degree, king_kinship, maximal_unrelated, run_kinship
+from opencohort.genomics.release import (
+    check_genomic_release,
+    released_samples,
+    write_genomic_release,
+)
 from opencohort.genomics.report import write_qc_report
 from opencohort.genomics.sample_qc import SampleQcConfig, sample_qc
 from opencohort.genomics.service import QcResult, run_qc
@@ -46,6 +51,7 @@ __all__ = [
     "VariantQcConfig",
     "VcfCalls",
     "allele_frequencies",
+    "check_genomic_release",
     "classify",
     "find_deliveries",
     "fit_ancestry",
@@ -61,11 +67,13 @@ __all__ = [
     "project_store",
     "read_panel",
     "read_vcf",
+    "released_samples",
     "run_ancestry",
     "run_kinship",
     "run_qc",
     "sample_qc",
     "variant_qc",
     "variant_stats",
+    "write_genomic_release",
     "write_qc_report",
 ]

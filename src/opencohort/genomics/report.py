@@ -81,9 +81,9 @@ def write_qc_report(samples: pd.DataFrame, variants: pd.DataFrame, folder: Path)
     variant_counts = pd.DataFrame(
         {"flag": vflags, "variants": [int(variants[f].sum()) for f in vflags]}
     )
+    ids = [col for col in ("sample_id", "participant_id", "research_id") if col in samples]
     flagged = samples.loc[
-        ~samples["sample_qc_pass"],
-        ["sample_id", "participant_id", "sex_at_birth", "sample_genetic_sex", *QC_FLAGS],
+        ~samples["sample_qc_pass"], [*ids, "sex_at_birth", "sample_genetic_sex", *QC_FLAGS]
     ]
     body = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Genomic QC report</title>
