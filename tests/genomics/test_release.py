@@ -21,6 +21,7 @@ from opencohort.genomics.release import (
     released_samples,
     write_genomic_release,
 )
+from opencohort.ingest import ingest_dir
 from opencohort.registry import (
     ConsentStatus,
     ConsentType,
@@ -33,13 +34,16 @@ from opencohort.registry import (
 from opencohort.release import build_release, read_release
 from opencohort.release.check import check_release, genomics
 
+from .conftest import registry_home
+
 CUTOFF = date(2025, 12, 31)
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, feed: Path, program_home) -> Home:
+def home(tmp_path_factory, feed: Path) -> Home:
     """A home with registry, EHR and genomes of the small feed, QC'd, with ancestry, kinship."""
-    found = program_home(tmp_path_factory.mktemp("genrel") / "home", feed)
+    found = registry_home(tmp_path_factory.mktemp("genrel") / "home", feed)
+    ingest_dir(found, feed)
     ingest(feed / "genomes", found)
     run_qc(found)
     run_ancestry(found, feed / "genomes" / "reference_panel")

@@ -62,6 +62,10 @@ def qc(home: HomeOption = None, no_progress: NoProgress = False) -> None:
         f"variants: {int(v['variant_qc_pass'].sum())} of {len(v)} pass"
     )
     out.print(f"report: {result.report}")
+    if result.registry_notes:
+        out.print(f"{len(result.registry_notes)} samples without a registry QC step:")
+        for note in result.registry_notes[:20]:
+            out.print(f"  {note}", highlight=False)
 
 
 @genomics.command()
