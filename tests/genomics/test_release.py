@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opencohort.config import Home
+from opencohort.config import Home, find_home
 from opencohort.curate.facts import latest_consent
 from opencohort.errors import ReleaseError
 from opencohort.genomics import ingest, run_ancestry, run_kinship, run_qc
+from opencohort.genomics.annotation import release_counts
 from opencohort.genomics.release import (
     check_genomic_release,
     released_samples,
@@ -42,7 +43,12 @@ CUTOFF = date(2025, 12, 31)
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, feed: Path) -> Home:
     """A home with registry, EHR and genomes of the small feed, QC'd, with ancestry, kinship."""
-    found = registry_home(tmp_path_factory.mktemp("genrel") / "home", feed)
+    root = tmp_path_factory.mktemp("genrel") / "home"
+    registry_home(root, feed)
+    with (root / "opencohort.toml").open("a") as toml:  # novelty against the synthetic truth
+        toml.write('\n[genomics]\nknown_variants = "known.csv"\n')
+    shutil.copy(feed / "truth" / "candidate_variants.csv", root / "known.csv")
+    found = find_home(root)
     ingest_dir(found, feed)
     ingest(feed / "genomes", found)
     run_qc(found)
@@ -98,6 +104,19 @@ def test_build_release__genomics_layout_manifest_and_check(home, r1):
     assert record["left_out"]["qc_not_passed"] > 0
     assert record["variants"] == len(pd.read_parquet(folder / "variants.parquet"))
     assert check_release(home, "R1") == []
+
+
+def test_build_release__variants_annotated_and_counted(home, r1):
+    folder = _folder(home, "R1")
+    variants = pd.read_parquet(folder / "variants.parquet")
+    counts = r1["genomics"]["annotation"]
+    assert counts == release_counts(variants)
+    known = set(pd.read_csv(home.root / "known.csv")["variant_id"])
+    assert counts["novel"] == len(set(variants["variant_id"]) - known) > 0
+    assert 0 < counts["coding_gene_exonic"] < counts["genic"] < counts["variants"]
+    assert {"DPYD", "TPMT"} <= set(variants["variant_gene"].dropna())
+    html = (folder / "qc" / "report.html").read_text()
+    assert "coding_gene_exonic" in html and "qc_not_passed" in html
 
 
 def test_build_release__genomics_holds_consented_qc_passed_research_ids(home, r1):

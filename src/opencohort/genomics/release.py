@@ -22,6 +22,7 @@ from opencohort.genomics import _columns as c
 from opencohort.genomics import _store
 from opencohort.genomics._qc_kernels import chrx_nonpar
 from opencohort.genomics.ancestry import ANCESTRY_FILE, SAMPLE_ANCESTRY
+from opencohort.genomics.annotation import VARIANT_REGION_CLASS, home_annotator, release_counts
 from opencohort.genomics.frequencies import ALL, allele_frequencies, frequency_column
 from opencohort.genomics.kinship import KINSHIP_FILE, SAMPLE_ID_1, SAMPLE_ID_2
 from opencohort.genomics.report import write_qc_report
@@ -179,7 +180,9 @@ def write_genomic_release(
     people
         Registry facts at build time (see :func:`released_samples`).
     annotate
-        Adds annotation columns to the released variant table (default: none).
+        Adds annotation columns to the released variant table (default:
+        :func:`~opencohort.genomics.annotation.home_annotator`: GENCODE genes and region
+        classes, novelty against the home's ``[genomics] known_variants`` list).
     progress
         Called with a label and the fraction of contigs done.
 
@@ -187,8 +190,9 @@ def write_genomic_release(
     -------
     dict or None
         None when the home has no genotype store (nothing is written); else samples,
-        variants, contigs, files (relative paths), left_out (counts per reason) and
-        ancestry groups (sample counts per group).
+        variants, contigs, left_out (counts per reason), ancestry groups (sample counts
+        per group) and the annotation counts
+        (:func:`~opencohort.genomics.annotation.release_counts`).
 
     Raises
     ------
@@ -215,6 +219,7 @@ def write_genomic_release(
     if qc is None:
         raise ReleaseError(f"the genotype store {root} has no sample QC; run 'opencohort "
                            "genomics qc' before building a release")  # fmt: skip
+    annotate = annotate or home_annotator(home.settings, home.root)
     samples = samples.reset_index(drop=True)
     kept, left_out = released_samples(samples, qc, people)
     out = tier_dir / GENOMICS
@@ -246,15 +251,15 @@ def write_genomic_release(
     variants.insert(5, c.VARIANT_CALL_RATE, n_called / len(kept) if len(kept) else np.nan)
     variants = variants.merge(store_variants, on=[c.VARIANT_ID, c.CHROM, c.POS, c.REF, c.ALT],
                                 how="left")  # fmt: skip
-    if annotate is not None:
-        variants = annotate(variants)
+    variants = annotate(variants)
+    counts = release_counts(variants) if VARIANT_REGION_CLASS in variants else {}
     variants.to_parquet(out / VARIANTS, index=False)
     if ancestry is not None:
         ancestry.to_parquet(out / ANCESTRY, index=False)
     pairs = _released_pairs(_read_optional(home.root / KINSHIP_FILE), kept)
     if pairs is not None:
         pairs.to_parquet(out / KINSHIP, index=False)
-    _write_report(qc, kept, variants, out / QC_DIR)
+    _write_report(qc, kept, variants, out / QC_DIR, {**left_out, **counts})
     return {
         "samples": len(kept),
         "variants": len(variants),
@@ -262,6 +267,7 @@ def write_genomic_release(
         "left_out": left_out,
         "ancestry": {} if groups is None else {str(k): int(v) for k, v in
                                                groups.value_counts().sort_index().items()},
+        "annotation": counts,
     }  # fmt: skip
 
 
@@ -287,11 +293,12 @@ def _released_pairs(pairs: pd.DataFrame | None, kept: pd.DataFrame) -> pd.DataFr
     return body.reset_index(drop=True)
 
 
-def _write_report(qc: pd.DataFrame, kept: pd.DataFrame, variants: pd.DataFrame, folder: Path):
+def _write_report(qc: pd.DataFrame, kept: pd.DataFrame, variants: pd.DataFrame, folder: Path,
+                  counts: dict) -> Path:  # fmt: skip
     """The QC report of the released samples and variants (research ids only)."""
     rows = _released_rows(qc, kept, c.SAMPLE_ID)
     rows = rows.drop(columns=[col for col in rows.columns if col.endswith(("_of", "_with"))])
-    return write_qc_report(rows, variants, folder)
+    return write_qc_report(rows, variants, folder, counts=counts)
 
 
 def recount(folder: Path) -> pd.DataFrame:
