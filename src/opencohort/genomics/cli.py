@@ -105,3 +105,23 @@ def kinship(home: HomeOption = None, no_progress: NoProgress = False) -> None:
         + ", ".join(f"{k} {v}" for k, v in degrees.items())
         + f"); {int(unrelated['sample_unrelated'].sum())} of {len(unrelated)} samples unrelated"
     )
+
+
+@genomics.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="vcf (bgzipped, indexed) or bed (PLINK 1).")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder (default: <home>/genomics/exports/FMT).")
+    ] = None,
+    home: HomeOption = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Export the genotype store, one file set per contig, for other tools."""
+    from opencohort.genomics.export import FORMATS, export_store
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    found = find_home(home)
+    with progress_steps(no_progress) as step:
+        written = export_store(found, fmt, out=out_dir, progress=step)
+    out.print(f"wrote {len(written)} {fmt} file sets in {written[0].parent if written else '-'}")
