@@ -26,6 +26,8 @@ demo: $(STAMP)
 	$(BIN)/opencohort registry load --home $(DEMO)/home $(DEMO)/home/synthetic/registry
 	$(BIN)/opencohort registry summary --home $(DEMO)/home
 	$(BIN)/opencohort ingest --home $(DEMO)/home $(DEMO)/home/synthetic
+	printf '\n[genomics]\nknown_variants = "synthetic/truth/candidate_variants.csv"\n' >> $(DEMO)/home/opencohort.toml
+	$(BIN)/opencohort registry send --home $(DEMO)/home $(DEMO)/home/synthetic/genomes/manifest.csv --manifest $(DEMO)/home/sequencing-manifest.csv
 	$(BIN)/opencohort genomics ingest --home $(DEMO)/home $(DEMO)/home/synthetic/genomes
 	$(BIN)/opencohort genomics qc --home $(DEMO)/home
 	$(BIN)/opencohort genomics ancestry --home $(DEMO)/home --panel $(DEMO)/home/synthetic/genomes/reference_panel

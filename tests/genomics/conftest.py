@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pysam
 import pytest
 
 from opencohort.config import Home, init_home
 from opencohort.genomics import ingest
+from opencohort.registry import load_feed, open_registry, send_for_sequencing
 from opencohort.synth.models import SynthConfig
 from opencohort.synth.program import generate_program
 
@@ -27,10 +30,31 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+SENT = date(2025, 12, 31)
+"""Day the delivered samples were sent for sequencing."""
+
+
+def registry_home(root: Path, feed: Path) -> Home:
+    """A home with the feed's registry loaded and its genomes' participants sent to sequencing.
+
+    The registry sends each participant's first DNA sample, as the synthetic program names
+    them, so every delivered sample is known; a duplicate (second) sample is never sent.
+    """
+    found = init_home(root)
+    manifest = pd.read_csv(feed / "genomes" / "manifest.csv", dtype=str)
+    registry = open_registry(found.registry_url)
+    try:
+        load_feed(registry, feed / "registry", seed=1)
+        send_for_sequencing(registry, list(dict.fromkeys(manifest["participant_id"])), day=SENT)
+    finally:
+        registry.close()
+    return found
+
+
 @pytest.fixture(scope="session")
 def home(feed: Path, tmp_path_factory: pytest.TempPathFactory) -> Home:
-    """A program home with the feed's delivery ingested (treat as read-only)."""
-    found = init_home(tmp_path_factory.mktemp("genomics-home") / "home")
+    """A program home (:func:`registry_home`) with the feed's delivery ingested (read-only)."""
+    found = registry_home(tmp_path_factory.mktemp("genomics-home") / "home", feed)
     ingest(feed / "genomes", found)
     return found
 

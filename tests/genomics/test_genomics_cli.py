@@ -7,14 +7,27 @@ from typer.testing import CliRunner
 
 from opencohort.config import init_home
 from opencohort.genomics.cli import genomics
+from opencohort.registry.cli import registry
 
 
-def test_genomics_cli__ingest_then_qc(feed: Path, tmp_path: Path) -> None:
+def test_genomics_cli__send_ingest_then_qc(feed: Path, tmp_path: Path) -> None:
     home = init_home(tmp_path / "home")
     runner = CliRunner()
-    result = runner.invoke(genomics, ["ingest", str(feed), "--home", str(home.root)])
+    where = ["--home", str(home.root)]
+    result = runner.invoke(registry, ["load", str(feed / "registry"), *where])
     assert result.exit_code == 0, result.output
-    assert "genomes:" in result.output and "0 problems" in result.output
+    sent = tmp_path / "sent.csv"
+    genomes = feed / "genomes" / "manifest.csv"
+    result = runner.invoke(registry, ["send", str(genomes), "--manifest", str(sent), *where])
+    assert result.exit_code == 0, result.output
+    delivered = pd.read_csv(genomes, dtype=str)
+    assert set(pd.read_csv(sent, dtype=str)["sample_id"]) <= set(delivered["sample_id"])
+    result = runner.invoke(genomics, ["ingest", str(feed), *where])
+    assert result.exit_code == 0, result.output
+    assert "genomes:" in result.output and "left out" not in result.output
+    # only second (duplicate) samples were never sent, so only they keep no workflow state
+    n_second = int(delivered["participant_id"].duplicated().sum())
+    assert f"{n_second} problems" in result.output
     result = runner.invoke(genomics, ["qc", "--home", str(home.root)])
     assert result.exit_code == 0, result.output
     report = home.root / "genomics" / "reports" / "qc"

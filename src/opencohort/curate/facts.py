@@ -59,7 +59,8 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     people : pandas.DataFrame
         Indexed by ``person_id`` (the site person number); columns participant_id,
         research_id, date_shift_days, birth_date (day number), ehr_consent, primary_consent,
-        wearables_consent, no_use, death_date (day number, NA if none approved),
+        wearables_consent, gror_consent (genomic), no_use, death_date (day number, NA if
+        none approved),
         deactivated_date (day number from which contact is suspended, NA if not suspended),
         site_id and the demographic answers (sex_at_birth, gender_identity,
         sexual_orientation, race_ethnicity, education, employment, state, zip).
@@ -77,6 +78,7 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
     ehr = latest_consent(consents, "ehr", as_of)
     primary = latest_consent(consents, "primary", as_of)
     wearables = latest_consent(consents, "wearables", as_of)
+    gror = latest_consent(consents, "gror", as_of)
     no_use = set(withdrawals.loc[withdrawals["status"] == "no_use", "participant_id"])
     approved = deaths[deaths["review_status"].isin(["approved", "final"])].dropna(
         subset=["death_date"]
@@ -90,6 +92,7 @@ def read_facts(home: Home, *, as_of: date) -> tuple[pd.DataFrame, dict[str, str]
         ehr_consent=pid.map(ehr).eq(True).to_numpy(),
         primary_consent=pid.map(primary).eq(True).to_numpy(),
         wearables_consent=pid.map(wearables).eq(True).to_numpy(),
+        gror_consent=pid.map(gror).eq(True).to_numpy(),
         no_use=pid.isin(no_use),
         death_date=pid.map(death).astype("Int64"),
         deactivated_date=pid.map(deactivated).astype("Int64"),

@@ -15,6 +15,14 @@ from opencohort.genomics.ancestry import (
     read_panel,
     run_ancestry,
 )
+from opencohort.genomics.annotation import (
+    GeneModels,
+    annotate_genes,
+    annotate_novelty,
+    gencode_models,
+    read_known_variants,
+    release_counts,
+)
 from opencohort.genomics.delivery import (
     Delivery,
     IngestResult,
@@ -24,12 +32,19 @@ from opencohort.genomics.delivery import (
     parse_delivery,
     variant_stats,
 )
+from opencohort.genomics.export import export_store
 from opencohort.genomics.frequencies import allele_frequencies
 from opencohort.genomics.kinship import king_degree, king_kinship, maximal_unrelated, run_kinship
+from opencohort.genomics.release import (
+    check_genomic_release,
+    released_samples,
+    write_genomic_release,
+)
 from opencohort.genomics.report import write_qc_report
 from opencohort.genomics.sample_qc import SampleQcConfig, sample_qc
 from opencohort.genomics.service import QcResult, run_qc
 from opencohort.genomics.variant_qc import VariantQcConfig, genotype_counts, variant_qc
+from opencohort.genomics.workflow import advance_samples, refused_samples
 
 __all__ = [
     "AncestryConfig",
@@ -37,6 +52,7 @@ __all__ = [
     "AncestryResult",
     "AncestryRun",
     "Delivery",
+    "GeneModels",
     "GenotypeFilter",
     "IngestResult",
     "Problem",
@@ -45,10 +61,16 @@ __all__ = [
     "SampleQcConfig",
     "VariantQcConfig",
     "VcfCalls",
+    "advance_samples",
     "allele_frequencies",
+    "annotate_genes",
+    "annotate_novelty",
+    "check_genomic_release",
     "classify",
+    "export_store",
     "find_deliveries",
     "fit_ancestry",
+    "gencode_models",
     "genotype_counts",
     "infer_ancestry",
     "ingest",
@@ -59,13 +81,18 @@ __all__ = [
     "parse_delivery",
     "plot_ancestry",
     "project_store",
+    "read_known_variants",
     "read_panel",
     "read_vcf",
+    "refused_samples",
+    "release_counts",
+    "released_samples",
     "run_ancestry",
     "run_kinship",
     "run_qc",
     "sample_qc",
     "variant_qc",
     "variant_stats",
+    "write_genomic_release",
     "write_qc_report",
 ]

@@ -62,6 +62,10 @@ def qc(home: HomeOption = None, no_progress: NoProgress = False) -> None:
         f"variants: {int(v['variant_qc_pass'].sum())} of {len(v)} pass"
     )
     out.print(f"report: {result.report}")
+    if result.registry_notes:
+        out.print(f"{len(result.registry_notes)} samples without a registry QC step:")
+        for note in result.registry_notes[:20]:
+            out.print(f"  {note}", highlight=False)
 
 
 @genomics.command()
@@ -101,3 +105,23 @@ def kinship(home: HomeOption = None, no_progress: NoProgress = False) -> None:
         + ", ".join(f"{k} {v}" for k, v in degrees.items())
         + f"); {int(unrelated['sample_unrelated'].sum())} of {len(unrelated)} samples unrelated"
     )
+
+
+@genomics.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="vcf (bgzipped, indexed) or bed (PLINK 1).")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder (default: <home>/genomics/exports/FMT).")
+    ] = None,
+    home: HomeOption = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Export the genotype store, one file set per contig, for other tools."""
+    from opencohort.genomics.export import FORMATS, export_store
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    found = find_home(home)
+    with progress_steps(no_progress) as step:
+        written = export_store(found, fmt, out=out_dir, progress=step)
+    out.print(f"wrote {len(written)} {fmt} file sets in {written[0].parent if written else '-'}")

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from opencohort.genomics._vcf_reader import (
     header_line_count,
     read_vcf,
 )
+from opencohort.genomics.workflow import DELIVERED, advance_samples, refused_samples
 
 MANIFEST = "manifest.csv"
 RAW_SUBDIR = "genomes"
@@ -254,6 +256,8 @@ def ingest_delivery(
     genotype_filter: GenotypeFilter | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    check_registry: bool = True,
+    day: date | None = None,
 ) -> IngestResult:
     """Validate a delivery, keep it in ``raw/genomes/<name>/`` and merge it into the store.
 
@@ -270,6 +274,12 @@ def ingest_delivery(
         ``PARALLEL_MIN_BYTES`` of VCF, else 1).
     progress
         Called with a label and the fraction of files read, then of contigs merged.
+    check_registry
+        Store only samples the registry allows
+        (:func:`~opencohort.genomics.workflow.refused_samples`) and record their
+        ``received`` and ``sequenced`` steps. Off only for deliveries of made-up samples.
+    day
+        Day of the registry checks and steps (default: today, UTC).
 
     Returns
     -------
@@ -286,7 +296,8 @@ def ingest_delivery(
     Notes
     -----
     1. The delivery is copied byte for byte into the raw store first; VCFs are read from
-       the copy.
+       the copy. Samples the registry refuses (unknown, registered to another participant,
+       no genomic consent, withdrawn) are reported with the manifest line and left out.
     2. Per contig, each batch's VCF is read (:func:`read_vcf`: record checks, genotype
        filters, multi-allelic split) and merged with the store's earlier samples on the
        union of variants. The simulator, like a joint caller emitting only variant sites,
@@ -320,9 +331,18 @@ def ingest_delivery(
 
     result = IngestResult(delivery.name, raw, problems=list(delivery.problems))
     manifest = delivery.manifest
+    day = day or datetime.now(UTC).date()
+    refused: set[str] = set()
+    if check_registry:
+        label = f"{delivery.name}/{MANIFEST}"
+        problems = refused_samples(manifest, home, file=label, day=day)
+        refused = {manifest[c.SAMPLE_ID].iloc[p.line - 2] for p in problems}
+        result.problems.extend(problems)
     batch_samples = {
-        b: manifest.loc[manifest[c.BATCH] == b, c.SAMPLE_ID].tolist() for b in delivery.files
-    }
+        b: manifest.loc[(manifest[c.BATCH] == b) & ~manifest[c.SAMPLE_ID].isin(refused),
+                        c.SAMPLE_ID].tolist()
+        for b in delivery.files
+    }  # fmt: skip
     n_old = len(old_samples)
     new_ids = [s for b in delivery.files for s in batch_samples[b]]
     column = {s: n_old + i for i, s in enumerate(new_ids)}
@@ -331,7 +351,8 @@ def ingest_delivery(
         set(old_contigs) | {k for files in delivery.files.values() for k in files},
         key=_store.contig_key,
     )
-    read = _read_all(delivery, batch_samples, raw, result, genotype_filter, workers, progress)
+    read = _read_all(delivery, batch_samples, raw, result, genotype_filter, workers, progress,
+                     refused)  # fmt: skip
     stats: dict[str, dict] = {}
     contig_data: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}
     for done, contig in enumerate(contigs):
@@ -379,6 +400,9 @@ def ingest_delivery(
     _write_store(root, samples, contig_data, keep)
     result.samples = len(new_table)
     result.variants = sum(len(v[0]) for v in contig_data.values())
+    if check_registry:
+        notes = advance_samples(home, new_table[c.SAMPLE_ID], DELIVERED, day=day)
+        result.problems += [Problem(label, None, "genomic_state", n) for n in notes]
     _write_problems(home, delivery.name, result.problems)
     result.seconds = time.perf_counter() - started
     return result
@@ -396,8 +420,13 @@ def _empty_stats() -> dict:
     }
 
 
-def _check_samples(vcf: Path, wanted: list[str], label: str, result: IngestResult) -> list[str]:
-    """Manifest samples present in a VCF header, reporting disagreements as problems."""
+def _check_samples(
+    vcf: Path, wanted: list[str], label: str, result: IngestResult, refused: set[str]
+) -> list[str]:
+    """Manifest samples present in a VCF header, reporting disagreements as problems.
+
+    Columns of `refused` samples (already reported) are dropped silently.
+    """
     from cyvcf2 import VCF
 
     reader = VCF(str(vcf), lazy=True)
@@ -405,7 +434,7 @@ def _check_samples(vcf: Path, wanted: list[str], label: str, result: IngestResul
     reader.close()
     line = header_line_count(vcf)
     present = set(header)
-    for s in sorted(present - set(wanted)):
+    for s in sorted(present - set(wanted) - refused):
         result.problems.append(
             Problem(label, line, "sample", f"sample {s!r} is not in the manifest; dropped")
         )
@@ -432,13 +461,14 @@ def _read_all(
     genotype_filter: GenotypeFilter | None,
     workers: int | None,
     progress: Progress | None,
+    refused: set[str],
 ) -> dict[tuple[str, str], VcfCalls]:
     """Read every batch VCF (in worker processes when the delivery is large)."""
     jobs = {}
     for batch, files in delivery.files.items():
         for contig, vcf in files.items():
             label = str(vcf.relative_to(raw.parent))
-            keep = _check_samples(vcf, batch_samples[batch], label, result)
+            keep = _check_samples(vcf, batch_samples[batch], label, result, refused)
             jobs[(contig, batch)] = (vcf, keep, label)
     n = _n_workers([job[0] for job in jobs.values()], workers)
     out: dict[tuple[str, str], VcfCalls] = {}
@@ -519,11 +549,12 @@ def ingest(
     genotype_filter: GenotypeFilter | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    check_registry: bool = True,
+    day: date | None = None,
 ) -> list[IngestResult]:
     """Ingest a delivery, or every delivery found below ``path``, in name order."""
     return [
-        ingest_delivery(
-            d, home, genotype_filter=genotype_filter, workers=workers, progress=progress
-        )
+        ingest_delivery(d, home, genotype_filter=genotype_filter, workers=workers,
+                        progress=progress, check_registry=check_registry, day=day)
         for d in find_deliveries(path)
-    ]
+    ]  # fmt: skip

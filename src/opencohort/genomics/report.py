@@ -57,7 +57,9 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, classes="qc", na_rep="")
 
 
-def write_qc_report(samples: pd.DataFrame, variants: pd.DataFrame, folder: Path) -> Path:
+def write_qc_report(
+    samples: pd.DataFrame, variants: pd.DataFrame, folder: Path, *, counts: dict | None = None
+) -> Path:
     """Write ``report.html`` and its plots into ``folder`` and return the HTML path.
 
     Parameters
@@ -68,6 +70,8 @@ def write_qc_report(samples: pd.DataFrame, variants: pd.DataFrame, folder: Path)
         The table of :func:`~opencohort.genomics.variant_qc.variant_qc`.
     folder
         Output folder (created).
+    counts
+        Release-level counts (samples left out per reason, annotation counts), shown first.
     """
     folder.mkdir(parents=True, exist_ok=True)
     images = _plots(samples, variants, folder)
@@ -81,10 +85,12 @@ def write_qc_report(samples: pd.DataFrame, variants: pd.DataFrame, folder: Path)
     variant_counts = pd.DataFrame(
         {"flag": vflags, "variants": [int(variants[f].sum()) for f in vflags]}
     )
+    ids = [col for col in ("sample_id", "participant_id", "research_id") if col in samples]
     flagged = samples.loc[
-        ~samples["sample_qc_pass"],
-        ["sample_id", "participant_id", "sex_at_birth", "sample_genetic_sex", *QC_FLAGS],
+        ~samples["sample_qc_pass"], [*ids, "sex_at_birth", "sample_genetic_sex", *QC_FLAGS]
     ]
+    counts = counts or {}
+    summary = _table(pd.DataFrame({"count": list(counts), "value": list(counts.values())}))
     body = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Genomic QC report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}
@@ -92,6 +98,7 @@ table.qc{{border-collapse:collapse}} table.qc td,table.qc th{{padding:2px 8px;
 border-bottom:1px solid #ddd;text-align:left}}</style></head><body>
 <h1>Genomic QC report</h1>
 <p>{len(samples)} samples, {len(variants)} variants.</p>
+{summary if counts else ""}
 <h2>Samples</h2>{_table(sample_counts)}
 <h2>Variants</h2>{_table(variant_counts)}
 {"".join(f'<p><img src="{html.escape(n)}" alt="{html.escape(n)}"></p>' for n in images)}

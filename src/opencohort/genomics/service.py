@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,8 @@ from opencohort.genomics import _store
 from opencohort.genomics.report import write_qc_report
 from opencohort.genomics.sample_qc import SampleQcConfig, sample_qc
 from opencohort.genomics.variant_qc import VariantQcConfig, variant_qc
+from opencohort.genomics.workflow import advance_samples
+from opencohort.registry import GenomicState
 
 QC_REPORT_DIR = "genomics/reports/qc"
 SAMPLE_QC_FILE = "sample_qc.parquet"
@@ -26,6 +29,8 @@ class QcResult:
     samples: pd.DataFrame
     variants: pd.DataFrame
     report: Path
+    registry_notes: list[str] = field(default_factory=list)
+    """Samples whose QC step the registry did not record, and why."""
 
 
 def run_qc(
@@ -35,11 +40,15 @@ def run_qc(
     sample_config: SampleQcConfig | None = None,
     variant_config: VariantQcConfig | None = None,
     progress: Callable[[str, float], None] | None = None,
+    record_registry: bool = True,
+    day: date | None = None,
 ) -> QcResult:
     """Run sample and variant QC on the home's store and write tables and report.
 
     Writes ``genomics/store/sample_qc.parquet``, rewrites ``genomics/store/variants.parquet``
     with the QC columns, and writes ``genomics/reports/qc/report.html`` with its plots.
+    With `record_registry`, each sample's ``qc_passed`` or ``qc_failed`` step is recorded
+    in the registry on `day` (default today, UTC), audited; samples already there are left.
 
     Raises
     ------
@@ -54,4 +63,11 @@ def run_qc(
     samples.to_parquet(root / SAMPLE_QC_FILE, index=False)
     variants.to_parquet(root / _store.VARIANTS_FILE, index=False)
     report = write_qc_report(samples, variants, home.root / QC_REPORT_DIR)
-    return QcResult(samples, variants, report)
+    notes = []
+    if record_registry:
+        day = day or datetime.now(UTC).date()
+        passed = samples["sample_qc_pass"].to_numpy(dtype=bool)
+        ids = samples["sample_id"]
+        notes = advance_samples(home, ids[passed], [GenomicState.QC_PASSED], day=day)
+        notes += advance_samples(home, ids[~passed], [GenomicState.QC_FAILED], day=day)
+    return QcResult(samples, variants, report, notes)

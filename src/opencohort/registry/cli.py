@@ -175,6 +175,32 @@ def sequencing_plan(
                       highlight=False)  # fmt: skip
 
 
+@registry.command("send")
+def send_command(
+    participants: Annotated[
+        Path, typer.Argument(help="CSV with a participant_id column (e.g. a past delivery's).")
+    ],
+    manifest: Annotated[Path, typer.Option("--manifest", help="New CSV file for the manifest.")],
+    on: Annotated[str | None, typer.Option("--on", help="Day sent (default: today).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Send one DNA sample of each listed participant for sequencing, all or nothing.
+
+    For participants chosen outside ``sequencing-plan``, such as those a synthetic program's
+    genome centres already sequenced.
+    """
+    import pandas as pd
+
+    ids = pd.read_csv(participants, dtype=str, usecols=["participant_id"])["participant_id"]
+    opened = _open(home)
+    try:
+        sent = send_for_sequencing(opened, list(dict.fromkeys(ids)), day=_as_of(on),
+                                   manifest=manifest, actor="cli")  # fmt: skip
+    finally:
+        opened.close()
+    Console().print(f"sent {len(sent)} samples; manifest in {manifest}", highlight=False)
+
+
 @registry.command("withdraw")
 def withdraw_command(
     participant_id: Annotated[str, typer.Argument(help="Participant id, e.g. P123456789.")],

@@ -19,6 +19,7 @@ from opencohort.config import Home
 from opencohort.curate import Policy, Rule, Tier, curate, gather, read_identifiers
 from opencohort.curate._omop import field_types, folder
 from opencohort.errors import ConfigError, ReleaseError
+from opencohort.genomics.release import write_genomic_release
 from opencohort.release.manifest import write_manifest
 from opencohort.release.privacy import scan_frames
 from opencohort.release.read import read_release
@@ -120,7 +121,8 @@ def build_release(
     -------
     dict
         The manifest: name, created, cutoff, source snapshot, rule log, row counts per tier
-        and table, the retraction (release, reason, participant count) if any, and the
+        and table, the genomic release's counts (when the home has a genotype store), the
+        retraction (release, reason, participant count) if any, and the
         sha256 of every file.
 
     Raises
@@ -141,7 +143,10 @@ def build_release(
     4. As soon as a tier is done, scan its values for the registry's direct identifiers and
        write its Parquet tables into ``releases/.building-<name>-<pid>`` (one tier in memory
        at a time).
-    5. If no identifier was found, write the manifest there and rename the folder to
+    5. If no identifier was found, write the Controlled tier's ``genomics/`` from the
+       genotype store (:func:`opencohort.genomics.release.write_genomic_release`: research
+       ids only, participants with genomic consent who pass sample QC and are not
+       withdrawn or retracted), then the manifest there and rename the folder to
        ``releases/<name>``. Any failure removes the temporary folder and the
        release's sandbox; earlier releases are never touched.
     """
@@ -191,6 +196,10 @@ def build_release(
         if hits:
             where = ", ".join(f"{h['table']}.{h['column']} ({h['values']})" for h in hits)
             raise ReleaseError(f"release {name} not published: direct identifiers found in {where}")
+        genomics = write_genomic_release(home, staging / Tier.CONTROLLED.value,
+                                         sources.context.people)  # fmt: skip
+        if genomics is not None:
+            record["genomics"] = genomics
         manifest = write_manifest(
             staging,
             {

@@ -18,6 +18,7 @@ from opencohort.curate._omop import FEED_TABLES, SURVEY, WEARABLE_TABLES, date_c
 from opencohort.curate.deid import MAX_AGE, ages_on
 from opencohort.curate.facts import latest_consent
 from opencohort.errors import ReleaseError
+from opencohort.genomics.release import GENOMICS, check_genomic_release, genomic_identifiers
 from opencohort.ingest import read_submission, submissions
 from opencohort.registry import curation_export, open_registry
 from opencohort.release.privacy import distinct_text, scanner
@@ -267,8 +268,43 @@ def privacy(
     return problems
 
 
+#: File endings of genotype data, allowed in the Controlled tier only.
+_GENOTYPE_FILES = (".pgen", ".pvar", ".psam", ".bed", ".bim", ".fam", ".vcf", ".vcf.gz", ".bgen")
+
+
+def genomics(release: Release, home: Home, people: pd.DataFrame) -> list[str]:
+    """Problems with the genomic files: none in Registered, and the Controlled folder's checks.
+
+    Parameters
+    ----------
+    release
+        The release.
+    home
+        The program home (its genotype store and deliveries give the sample ids to look for).
+    people
+        The registry's participants: participant_id, research_id and no_use (bool).
+    """
+    problems = []
+    registered = release.path / REGISTERED
+    stray = [p for p in registered.rglob("*") if p.is_file() and (p.name.endswith(_GENOTYPE_FILES)
+             or GENOMICS in p.relative_to(registered).parts)]  # fmt: skip
+    if stray:
+        problems.append(f"{REGISTERED}: {len(stray)} genomic files (genomic data are Controlled "
+                        "only)")  # fmt: skip
+    folder = release.path / CONTROLLED / GENOMICS
+    if "genomics" not in release.manifest:
+        if folder.exists():
+            problems.append(f"{CONTROLLED}/{GENOMICS}: present but not in the manifest")
+        return problems
+    persons = release.table(CONTROLLED, "person", columns=["person_id"])["person_id"]
+    withdrawn = people.loc[people["no_use"], "research_id"]
+    ids = set(people["participant_id"]) | genomic_identifiers(home)
+    found = check_genomic_release(folder, persons=persons, withdrawn=withdrawn, identifiers=ids)
+    return problems + [f"{CONTROLLED}/{GENOMICS}/{p}" for p in found]
+
+
 def check_release(home: Home, name: str) -> list[str]:
-    """Every problem with release `name`: checksums, cross-tier invariants, privacy scan.
+    """Every problem with release `name`: checksums, cross-tier invariants, privacy, genomics.
 
     Raises
     ------
@@ -298,4 +334,5 @@ def check_release(home: Home, name: str) -> list[str]:
         cross_tier(release, people)
         + wearables_consented(release, consented)
         + privacy(release, identifiers, zips, birth)
+        + genomics(release, home, people)
     )

@@ -56,6 +56,7 @@ def show(name: str, home: HomeOption = None, as_json: JsonOutput = False) -> Non
     """Show a release's manifest summary: rows per table and tier, and what each rule did."""
     manifest = read_release(find_home(home), name).manifest
     summary = {k: manifest[k] for k in ("name", "created", "cutoff", "source", "row_counts")}
+    summary["genomics"] = manifest.get("genomics")
     summary["rules"] = [
         {"tier": e["tier"], "id": e["id"], "removed": e["removed"], "changed": e["changed"]}
         for e in manifest["rule_log"]
@@ -81,6 +82,18 @@ def show(name: str, home: HomeOption = None, as_json: JsonOutput = False) -> Non
         if removed or changed:
             rules.add_row(rule["tier"], rule["id"], f"{removed:,}", f"{changed:,}")
     Console().print(rows, rules)
+    if summary["genomics"]:
+        Console().print(_genomics_line(summary["genomics"]), highlight=False)
+
+
+def _genomics_line(record: dict) -> str:
+    """One line on a release's genomic part: samples, variants, left out, annotation counts."""
+    left = ", ".join(f"{k} {v}" for k, v in record["left_out"].items() if v)
+    notes = record.get("annotation", {})
+    counts = ", ".join(f"{k} {v:,}" for k, v in notes.items() if v is not None and k != "variants")
+    return (f"controlled/genomics: {record['samples']:,} samples, {record['variants']:,} "
+            f"variants on {len(record['contigs'])} contigs (left out: {left or 'none'}; "
+            f"{counts})")  # fmt: skip
 
 
 @release.command("check")
@@ -92,7 +105,8 @@ def check(name: str, home: HomeOption = None) -> None:
         console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
-    console.print(f"release {name}: checksums, cross-tier invariants and privacy scan pass")
+    console.print(f"release {name}: checksums, cross-tier invariants, privacy scan and genomic "
+                  "checks pass")  # fmt: skip
 
 
 @release.command("diff")
@@ -138,6 +152,8 @@ def _published(manifest: dict, as_json: bool) -> None:
         return
     for tier, counts in manifest["row_counts"].items():
         console.print(f"{tier}: {counts.get('person', 0)} persons, {sum(counts.values())} rows")
+    if manifest.get("genomics"):
+        console.print(_genomics_line(manifest["genomics"]), highlight=False)
     console.print(f"published release {manifest['name']}")
 
 

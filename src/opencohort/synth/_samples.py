@@ -159,7 +159,10 @@ def plan_genomes(people: pd.DataFrame, config: SynthConfig) -> tuple[GenomePlan,
     ----------
     people
         Participant frame rows of the people to sequence (participant_id, sex_at_birth,
-        anc_*; dna_received_date is used as the collection date when present).
+        anc_*; dna_received_date is used as the collection date when present). With
+        dna_sample_id (the biobank's first DNA sample of each person) and dna_sample_id_2
+        (a second one, or missing), sample ids are those, and duplicates are drawn among
+        people with a second sample; otherwise sample ids are random ``S#########``.
     config
         Synthetic program options (seed, genome_batches, reference_per_group).
 
@@ -200,9 +203,20 @@ def plan_genomes(people: pd.DataFrame, config: SynthConfig) -> tuple[GenomePlan,
     free = rng.permutation(np.setdiff1d(np.arange(n), pairs.ravel()))
     taken = np.zeros(n, dtype=bool)
 
-    def draw(batch: int | None = None, prefer_male: bool | None = None) -> int | None:
-        """Next untouched person (in ``batch``, preferring the given sex), or None."""
+    biobank = "dna_sample_id" in people
+    second = (
+        people["dna_sample_id_2"].notna().to_numpy()
+        if "dna_sample_id_2" in people
+        else np.full(n, not biobank)
+    )
+
+    def draw(
+        batch: int | None = None, prefer_male: bool | None = None, among: np.ndarray | None = None
+    ) -> int | None:
+        """Next untouched person (in ``batch`` and `among`, preferring the given sex), or None."""
         pool = free[~taken[free]]
+        if among is not None:
+            pool = pool[among[pool]]
         if batch is not None:
             pool = pool[batch_of[pool] == batch]
         if prefer_male is not None and (male_cohort[pool] == prefer_male).any():
@@ -233,13 +247,18 @@ def plan_genomes(people: pd.DataFrame, config: SynthConfig) -> tuple[GenomePlan,
         contaminant[a] = rng.choice(mates)
         fraction[a] = round(float(rng.uniform(0.10, 0.25)), 3)
         issues.append((a, "contaminated", int(contaminant[a])))
-    duplicated = [p for p in (draw() for _ in range(wanted["duplicate"])) if p is not None]
+    duplicated = [
+        p for p in (draw(among=second) for _ in range(wanted["duplicate"])) if p is not None
+    ]
 
     ids_rng = np.random.default_rng([config.seed, _STREAM_IDS])
     numbers = ids_rng.choice(900_000_000, size=n + len(duplicated), replace=False) + 100_000_000
     sample_id = np.array([f"S{v:09d}" for v in numbers])
     dup_id = sample_id[n:]
     sample_id = sample_id[:n]
+    if biobank:  # the biobank's DNA sample ids, as the registry knows them
+        sample_id = people["dna_sample_id"].astype(str).to_numpy()
+        dup_id = people["dna_sample_id_2"].to_numpy()[duplicated].astype(str)
     dup_batch = [(batch_of[p] + 1) % n_batches for p in duplicated]
 
     tiers_rng = np.random.default_rng([config.seed, _STREAM_TIERS])

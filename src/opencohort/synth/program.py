@@ -21,7 +21,7 @@ import pandas as pd
 from opencohort.errors import ConfigError
 from opencohort.progress import Step
 from opencohort.synth.ehr import write_site_submissions
-from opencohort.synth.feed import write_feed, write_sites
+from opencohort.synth.feed import MAIL_KIT_TEST, ON_SITE_TESTS, write_feed, write_sites
 from opencohort.synth.genomes import GenomeResult, population_dosage, simulate_genomes
 from opencohort.synth.measurements import write_physical_measurements
 from opencohort.synth.models import SynthConfig
@@ -107,6 +107,7 @@ def generate_program(
     genomed = (
         pd.concat(chosen, ignore_index=True) if chosen else participant_batch(config, 0).head(0)
     )
+    genomed = _with_dna_samples(genomed, out / "registry" / "biospecimens.csv")
     genomes = simulate_genomes(
         genomed, config, out, progress=lambda s, f: report(f"genomes: {s}", f)
     )
@@ -144,6 +145,25 @@ def generate_program(
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _with_dna_samples(people: pd.DataFrame, biospecimens: Path) -> pd.DataFrame:
+    """Add each person's first and second received DNA sample ids from the biospecimen feed.
+
+    The first is the one the registry sends for sequencing (earliest received, then lowest
+    id); genome deliveries name samples by it, so the registry knows every delivered sample.
+    """
+    if not len(people) or not biospecimens.is_file():
+        return people
+    samples = pd.read_csv(biospecimens, dtype=str, keep_default_na=False)
+    dna_tests = [code for code, _, dna in ON_SITE_TESTS if dna] + [MAIL_KIT_TEST]
+    dna = samples[samples["test_code"].isin(dna_tests) & (samples["sample_status"] == "received")]
+    dna = dna.sort_values(["participant_id", "received_date", "sample_id"])
+    rank = dna.groupby("participant_id").cumcount()
+    first = dna[rank == 0].set_index("participant_id")["sample_id"]
+    second = dna[rank == 1].set_index("participant_id")["sample_id"]
+    ids = people["participant_id"].astype(str)
+    return people.assign(dna_sample_id=ids.map(first), dna_sample_id_2=ids.map(second))
 
 
 def _prefixed(folder: str, counts: dict[str, int]) -> dict[str, int]:
