@@ -469,14 +469,15 @@ def _step(rule: IbisRule, tables, rows, ctx: Context, db: Engine) -> _Step:
     step = _Step(dict(tables), dict(rows), touched)
     for table, marked in plan.remove.items():
         flag = marked[REMOVE].fill_null(False)
-        kept = db.persist(marked.filter(~flag).drop(REMOVE))
-        left = db.count(kept)
-        if left < rows[table]:
+        gone = db.count(marked.filter(flag)) if rows[table] else 0
+        if gone:  # nothing is materialised for a table the rule leaves as it was
+            step.tables[table] = db.persist(marked.filter(~flag).drop(REMOVE))
             step.removed[table] = marked.filter(flag).drop(REMOVE)
-            step.counts["removed"][table] = rows[table] - left
-        step.tables[table], step.rows[table] = kept, left
+            step.counts["removed"][table] = gone
+            step.rows[table] = rows[table] - gone
     for table, columns in plan.rewrite.items():
-        _rewrite(step, table, tables[table], columns, db)
+        if rows[table]:
+            _rewrite(step, table, tables[table], columns, db)
     return step
 
 
@@ -530,8 +531,8 @@ def _run_ibis(rules, frames: Frames, ctx: Context, db: Engine, stage: Stage, san
         for table, old in tables.items():
             if step.tables[table] is not old:
                 db.drop(old)
+        written.update(t for t in step.touched if step.tables[t] is not tables[t])
         tables, rows = step.tables, step.rows
-        written.update(step.touched)
         log.append(_entry(rule, stage, before, {t: rows[t] for t in before}, step.counts, started))
     frames = dict(frames)
     frames.update({t: db.fetch(t, tables[t]) for t in sorted(written)})
