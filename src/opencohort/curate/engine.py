@@ -201,17 +201,22 @@ class Engine:
         else:
             pq.write_table(expr.to_pyarrow(), path)
 
-    def fetch(self, table: str, expr: ibis.Table) -> pd.DataFrame:
+    def fetch(self, table: str, expr: ibis.Table, *, positions: bool = False) -> pd.DataFrame:
         """Write `expr` (rows of registered `table`) to Parquet and read it back as a frame.
 
         Rows come back in their registered order and columns with their registered dtypes
-        (`expr` may hold some of them, and others).
+        (`expr` may hold some of them, and others); with `positions` the frame is indexed by
+        each row's position in the registered frame (as a pandas selection of its rows is).
         """
         path = self.workdir / f"{self._name(table)}-out.parquet"
         expr.to_parquet(path)
         arrow = pq.read_table(path)
-        arrow = arrow.take(pc.sort_indices(arrow[ORDER])).drop_columns([ORDER])
-        frame = arrow.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        arrow = arrow.take(pc.sort_indices(arrow[ORDER]))
+        order = arrow[ORDER].to_numpy()
+        ints = {pa.int64(): pd.Int64Dtype()}.get
+        frame = arrow.drop_columns([ORDER]).to_pandas(types_mapper=ints)
+        if positions:
+            frame.index = order
         shutil.rmtree(path) if path.is_dir() else path.unlink()
         dtypes = self._dtypes[table]
         return frame.astype({c: d for c, d in dtypes.items() if c in frame and frame[c].dtype != d})

@@ -293,8 +293,13 @@ class IbisRule(Rule):
             step = _step(self, tables, {t: len(f) for t, f in frames.items()}, ctx, db)
             return Result(
                 {t: db.fetch(t, step.tables[t]) for t in step.touched},
-                removed={t: db.fetch(t, r) for t, r in step.removed.items()},
-                changed={t: db.fetch(t, c) for t, c in step.changed.items()},
+                removed={
+                    t: db.fetch(t, step.removed[t], positions=True)
+                    if t in step.removed
+                    else frames[t].iloc[:0]
+                    for t in step.removing
+                },
+                changed={t: db.fetch(t, c, positions=True) for t, c in step.changed.items()},
             )
 
     def validate(self, frames, ctx):
@@ -450,6 +455,7 @@ class _Step:
     tables: dict[str, ibis.Table]
     rows: dict[str, int]
     touched: tuple[str, ...]
+    removing: tuple[str, ...] = ()
     removed: dict[str, ibis.Table] = field(default_factory=dict)
     changed: dict[str, ibis.Table] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(
@@ -466,7 +472,7 @@ def _step(rule: IbisRule, tables, rows, ctx: Context, db: Engine) -> _Step:
         raise RuleError(f"rule {rule.id} wrote undeclared tables {sorted(undeclared)}")
     if set(plan.remove) & set(plan.rewrite):
         raise RuleError(f"rule {rule.id} both removes and rewrites rows of one table")
-    step = _Step(dict(tables), dict(rows), touched)
+    step = _Step(dict(tables), dict(rows), touched, tuple(plan.remove))
     for table, marked in plan.remove.items():
         flag = marked[REMOVE].fill_null(False)
         gone = db.count(marked.filter(flag)) if rows[table] else 0
