@@ -28,3 +28,11 @@ def _program_home(root: Path, program: Path) -> Home:
 def program_home() -> Callable[[Path, Path], Home]:
     """``program_home(root, program)``: a home at `root` fed from synthetic output `program`."""
     return _program_home
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one Spark session (``local[2]``) shared by every test that runs on Spark."""
+    from opencohort.curate.engine import spark_session
+
+    return spark_session()

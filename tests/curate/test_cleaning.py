@@ -187,3 +187,19 @@ def test_duplicate_ids__per_site():
     assert list(zip(kept[SRC_ID], kept["condition_occurrence_id"], strict=True)) == [
         ("a", 1), ("b", 1), ("a", 2)
     ]  # fmt: skip
+
+
+def test_round2__matches_numpy_round_on_duckdb(tmp_path):
+    from opencohort.curate import open_engine
+    from opencohort.curate.cleaning import _round2
+
+    rng = np.random.default_rng(5)
+    ties = np.arange(-4000, 4000) / 8  # x * 100 is k * 12.5: a tie for every odd k
+    values = np.concatenate([ties, rng.normal(0, 300, 20_000), [np.nan]])
+    frame = pd.DataFrame({"value_as_number": values})
+    with open_engine("duckdb", tmp_path / "e") as db:
+        t = db.register("measurement", frame)
+        out = db.fetch("measurement", t.mutate(value_as_number=_round2(t["value_as_number"])))
+    expected = np.round(values, 2)
+    assert np.sum(expected != np.round(values + 1e-9, 2)) > 100  # the ties do matter
+    np.testing.assert_array_equal(out["value_as_number"].to_numpy(), expected)

@@ -1,5 +1,8 @@
 """Cleaning rules run before the tiers: dates, duplicates, consent, identity, withdrawal, units.
 
+Every rule here is an :class:`~opencohort.curate.rules.IbisRule`: Ibis expressions that run on
+DuckDB or Spark alike. Registry facts are joined in by person (:func:`_with_facts`).
+
 Each rule follows the reference program's rule of the same purpose (``clean_cdr.py``; see
 docs and ``reference/all-of-us-reference.md`` section 2.2); the stages they run in are data,
 :data:`CLEANING_STAGES` (which also names ``domain_alignment``, kept in ``alignment.py``).
@@ -7,10 +10,12 @@ docs and ``reference/all-of-us-reference.md`` section 2.2); the stages they run 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import operator
 from datetime import date
 from typing import ClassVar
 
+import ibis
 import numpy as np
 import pandas as pd
 
@@ -26,8 +31,9 @@ from opencohort.curate._omop import (
     field_types,
     primary_key,
 )
+from opencohort.curate.engine import ORDER, Engine
 from opencohort.curate.facts import to_day
-from opencohort.curate.rules import Context, Result, Rule, changing, dropping, register
+from opencohort.curate.rules import REMOVE, Context, IbisRule, Plan, marking, register
 from opencohort.ingest import PROGRAM
 from opencohort.vocab import local_concept_id, measurements
 
@@ -51,48 +57,44 @@ UNIT_CONVERSIONS = {
 }
 
 
-def _rows(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return frame[column].astype("float64").to_numpy()
+def _any(table: ibis.Table, columns: list[str], test, *args) -> ibis.BooleanValue:
+    """Rows where ``test(column, *args)`` holds for any of `columns` (missing never matches)."""
+    tests = [test(table[c], *args).fill_null(False) for c in columns]
+    return functools.reduce(operator.or_, tests, ibis.literal(False))
 
 
-def _any_date(frame: pd.DataFrame, columns: list[str], test) -> np.ndarray:
-    """Rows where `test` is True for any of `columns` (missing dates never match)."""
-    mask = np.zeros(len(frame), dtype=bool)
-    for column in columns:
-        values = _rows(frame, column)
-        with np.errstate(invalid="ignore"):
-            mask |= np.nan_to_num(test(values, frame), nan=0).astype(bool) & ~np.isnan(values)
-    return mask
+def _with_facts(table: ibis.Table, ctx: Context, db: Engine, *names: str) -> ibis.Table:
+    """`table` plus its persons' registry facts as ``_f_<name>`` (missing for unknown persons)."""
+    people = db.lookup("people", ctx.person_facts)
+    facts = people.select(_f_person=people["person_id"], **{f"_f_{n}": people[n] for n in names})
+    joined = table.left_join(facts, table["person_id"] == facts["_f_person"])
+    return joined.select(*table.columns, *(f"_f_{n}" for n in names))
 
 
-def _person_values(frame: pd.DataFrame, series: pd.Series) -> np.ndarray:
-    """Per-row value of a per-person series (NaN for unknown persons)."""
-    return series.astype("float64").reindex(frame["person_id"].astype("float64")).to_numpy()
+def _mark(table: ibis.Table, joined: ibis.Table, remove: ibis.BooleanValue) -> ibis.Table:
+    """`joined`'s rows with `table`'s columns, marked for removal where `remove`."""
+    return joined.select(*table.columns, **{REMOVE: remove})
 
 
-def _drop_persons(
-    frames: Mapping[str, pd.DataFrame], tables: tuple[str, ...], ids: pd.Index
-) -> Result:
-    ids = pd.Index(ids).astype("float64")
-    return dropping(
-        frames,
-        {
-            t: frames[t]["person_id"].astype("float64").isin(ids).to_numpy()
-            for t in tables
-            if t in frames
-        },
-    )
+def _persons(table: ibis.Table, persons: ibis.Table) -> ibis.Table:
+    """`table` marked for removal where its person is in `persons` (column ``_gone``)."""
+    gone = persons.select(_gone=persons["_gone"]).distinct()
+    joined = table.left_join(gone, table["person_id"] == gone["_gone"])
+    return _mark(table, joined, joined["_gone"].notnull())
 
 
-def _duplicate_keys(frame: pd.DataFrame, table: str) -> np.ndarray:
-    """Rows repeating an earlier row's key (a row id: at the same site, as sites number alone)."""
-    key = primary_key(table)
-    columns = [key] if key == "person_id" or SRC_ID not in frame.columns else [SRC_ID, key]
-    return frame.duplicated(subset=columns).to_numpy()
+def _key_columns(table: ibis.Table, name: str) -> list[str]:
+    """A row id: the primary key at its site (sites number their rows alone)."""
+    key = primary_key(name)
+    return [key] if key == "person_id" or SRC_ID not in table.columns else [SRC_ID, key]
+
+
+def _count(db: Engine, table: ibis.Table, where: ibis.BooleanValue) -> int:
+    return db.count(table.filter(where.fill_null(False)))
 
 
 @register
-class DuplicateIds(Rule):
+class DuplicateIds(IbisRule):
     """Keep the first row of each primary key per site; later rows with that key are removed."""
 
     id = "duplicate_ids"
@@ -100,16 +102,25 @@ class DuplicateIds(Rule):
     reads = writes = tuple(t for t in EHR_TABLES if primary_key(t))
     implements = "issue 4; AoU DeduplicateIdColumn"
 
-    def apply(self, frames, ctx):
-        return dropping(frames, {t: _duplicate_keys(f, t) for t, f in frames.items()})
+    def plan(self, tables, ctx, db):
+        remove = {}
+        for name, t in tables.items():
+            first = ibis.window(group_by=_key_columns(t, name), order_by=ORDER)
+            remove[name] = marking(t, ibis.row_number().over(first) > 0)
+        return Plan(remove=remove)
 
-    def check(self, frames, ctx):
-        return [f"{t} has duplicate keys" for t in self.writes
-                if _duplicate_keys(frames[t], t).any()]  # fmt: skip
+    def problems(self, tables, ctx, db):
+        out = []
+        for name in self.writes:
+            t = tables[name]
+            counts = t.group_by(_key_columns(t, name)).agg(n=t.count())
+            if _count(db, counts, counts["n"] > 1):
+                out.append(f"{name} has duplicate keys")
+        return out
 
 
 @register
-class ImpossibleDates(Rule):
+class ImpossibleDates(IbisRule):
     """Remove rows with a date before 1900 or from 2100 on (e.g. year 9999)."""
 
     id = "impossible_dates"
@@ -117,18 +128,16 @@ class ImpossibleDates(Rule):
     reads = writes = EHR_PERSON_TABLES
     implements = "issue 4; AoU RemoveRecordsWithWrongDate"
 
-    def apply(self, frames, ctx):
-        return dropping(
-            frames,
-            {
-                t: _any_date(f, date_columns(t), lambda v, _: (v < FIRST_DAY) | (v >= LAST_DAY))
-                for t, f in frames.items()
-            },
-        )
+    def plan(self, tables, ctx, db):
+        def wrong(v):
+            return (v < FIRST_DAY) | (v >= LAST_DAY)
+
+        return Plan(remove={name: marking(t, _any(t, date_columns(name), wrong))
+                            for name, t in tables.items()})  # fmt: skip
 
 
 @register
-class SubmissionCutoff(Rule):
+class SubmissionCutoff(IbisRule):
     """Remove EHR rows with an event dated after the submission cut-off."""
 
     id = "submission_cutoff"
@@ -137,16 +146,15 @@ class SubmissionCutoff(Rule):
     depends_on = ("impossible_dates",)
     implements = "issue 4; AoU EhrSubmissionDataCutoff (DC-1445)"
 
-    def apply(self, frames, ctx):
-        return dropping(
-            frames,
-            {t: _any_date(f, event_columns(t), lambda v, _: v > ctx.cutoff)
-             for t, f in frames.items()},
-        )  # fmt: skip
+    def plan(self, tables, ctx, db):
+        return Plan(remove={
+            name: marking(t, _any(t, event_columns(name), operator.gt, ctx.cutoff))
+            for name, t in tables.items()
+        })  # fmt: skip
 
 
 @register
-class EndBeforeStart(Rule):
+class EndBeforeStart(IbisRule):
     """An end date before its start date is set to the start (required) or cleared."""
 
     id = "end_before_start"
@@ -155,27 +163,28 @@ class EndBeforeStart(Rule):
     depends_on = ("impossible_dates",)
     implements = "issue 4; AoU TemporalConsistency"
 
-    def apply(self, frames, ctx):
-        new = {}
-        for t, frame in frames.items():
-            out = frame.copy()
-            for end, start, required in end_pairs(t):
-                bad = (out[end] < out[start]).fillna(False).to_numpy(dtype=bool)
-                out.loc[bad, end] = out.loc[bad, start] if required else pd.NA
-            new[t] = out
-        return changing(frames, new)
+    def plan(self, tables, ctx, db):
+        rewrite = {}
+        for name, t in tables.items():
+            rewrite[name] = {
+                end: (t[end] < t[start])
+                .fill_null(False)
+                .ifelse(t[start] if required else ibis.null(t[end].type()), t[end])
+                for end, start, required in end_pairs(name)
+            }
+        return Plan(rewrite=rewrite)
 
-    def check(self, frames, ctx):
+    def problems(self, tables, ctx, db):
         return [
-            f"{t}.{end} before {start}"
-            for t in self.writes
-            for end, start, _ in end_pairs(t)
-            if (frames[t][end] < frames[t][start]).fillna(False).any()
+            f"{name}.{end} before {start}"
+            for name in self.writes
+            for end, start, _ in end_pairs(name)
+            if _count(db, tables[name], tables[name][end] < tables[name][start])
         ]
 
 
 @register
-class UnmappedConcepts(Rule):
+class UnmappedConcepts(IbisRule):
     """Remove rows whose concept and source concept are both unmapped (0 or missing)."""
 
     id = "unmapped_concepts"
@@ -183,18 +192,27 @@ class UnmappedConcepts(Rule):
     reads = writes = UNMAPPED_TABLES
     implements = "issue 4; AoU MissingConceptRecordSuppression"
 
-    def apply(self, frames, ctx):
-        masks = {}
-        for t, frame in frames.items():
-            stem = t.split("_")[0]
-            concept = frame[f"{stem}_concept_id"].fillna(0)
-            source = frame[f"{stem}_source_concept_id"].fillna(0)
-            masks[t] = ((concept == 0) & (source == 0)).to_numpy(dtype=bool)
-        return dropping(frames, masks)
+    def plan(self, tables, ctx, db):
+        remove = {}
+        for name, t in tables.items():
+            stem = name.split("_")[0]
+            concept = t[f"{stem}_concept_id"].fill_null(0)
+            source = t[f"{stem}_source_concept_id"].fill_null(0)
+            remove[name] = marking(t, (concept == 0) & (source == 0))
+        return Plan(remove=remove)
+
+
+def _round2(value: ibis.FloatingValue) -> ibis.FloatingValue:
+    """`value` rounded to 2 decimals, half to even, as ``numpy.round`` does (on any engine)."""
+    scaled = value * 100.0
+    up = (scaled + 0.5).floor()
+    tie = (up - scaled) == 0.5
+    even = (tie & (up % 2 != 0)).ifelse(up - 1, up)
+    return even.cast("float64") / 100.0
 
 
 @register
-class UnitNormalisation(Rule):
+class UnitNormalisation(IbisRule):
     """Convert pounds to kilograms, inches to centimetres and Fahrenheit to Celsius."""
 
     id = "unit_normalisation"
@@ -202,28 +220,42 @@ class UnitNormalisation(Rule):
     reads = writes = ("measurement",)
     implements = "issue 4; AoU UnitNormalization, CleanHeightAndWeight"
 
-    def apply(self, frames, ctx):
-        out = frames["measurement"].copy()
-        unit = out["unit_concept_id"]
+    def plan(self, tables, ctx, db):
+        m = tables["measurement"]
+        unit = m["unit_concept_id"]
+        value, concept, source_value = m["value_as_number"], unit, m["unit_source_value"]
+        source_concept = m["unit_source_concept_id"]
         for ucum, (factor, offset, metric) in UNIT_CONVERSIONS.items():
-            at = (unit == local_concept_id("UCUM", ucum)).fillna(False).to_numpy(dtype=bool)
-            if not at.any():
-                continue
-            value = out.loc[at, "value_as_number"]
-            out.loc[at, "value_as_number"] = np.round((value - offset) * factor, 2)
-            out.loc[at, "unit_concept_id"] = int(_UNIT_IDS[metric])
-            out.loc[at, "unit_source_concept_id"] = int(_UNIT_IDS[metric])
-            out.loc[at, "unit_source_value"] = metric
-        return changing(frames, {"measurement": out})
+            at = (unit == local_concept_id("UCUM", ucum)).fill_null(False)
+            metric_id = int(_UNIT_IDS[metric])
+            value = at.ifelse(_round2((m["value_as_number"] - offset) * factor), value)
+            concept = at.ifelse(metric_id, concept)
+            source_concept = at.ifelse(metric_id, source_concept)
+            source_value = at.ifelse(metric, source_value)
+        return Plan(rewrite={"measurement": {
+            "value_as_number": value, "unit_concept_id": concept,
+            "unit_source_concept_id": source_concept, "unit_source_value": source_value,
+        }})  # fmt: skip
 
-    def check(self, frames, ctx):
+    def problems(self, tables, ctx, db):
         imperial = [local_concept_id("UCUM", u) for u in UNIT_CONVERSIONS]
-        left = frames["measurement"]["unit_concept_id"].isin(imperial).sum()
+        m = tables["measurement"]
+        left = _count(db, m, m["unit_concept_id"].isin(imperial))
         return [f"{left} measurements still in imperial units"] if left else []
 
 
+@functools.cache
+def _plausible_ranges() -> pd.DataFrame:
+    ranges = measurements().drop_duplicates("concept_id")
+    return pd.DataFrame({
+        "_r_concept": ranges["concept_id"].astype("int64").to_numpy(),
+        "_r_low": ranges["plausible_low"].astype("float64").to_numpy(),
+        "_r_high": ranges["plausible_high"].astype("float64").to_numpy(),
+    })  # fmt: skip
+
+
 @register
-class ExtremeMeasurements(Rule):
+class ExtremeMeasurements(IbisRule):
     """Remove measurements outside the plausible range of their concept."""
 
     id = "extreme_measurements"
@@ -232,20 +264,17 @@ class ExtremeMeasurements(Rule):
     depends_on = ("unit_normalisation",)
     implements = "issue 4; AoU DropExtremeMeasurements"
 
-    def apply(self, frames, ctx):
-        m = frames["measurement"]
-        ranges = measurements().drop_duplicates("concept_id").set_index("concept_id")
-        concept = m["measurement_concept_id"].astype("float64")
-        low = ranges["plausible_low"].reindex(concept).to_numpy()
-        high = ranges["plausible_high"].reindex(concept).to_numpy()
-        value = m["value_as_number"].astype("float64").to_numpy()
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isnan(value) & ~np.isnan(low) & ((value < low) | (value > high))
-        return dropping(frames, {"measurement": bad})
+    def plan(self, tables, ctx, db):
+        m = tables["measurement"]
+        ranges = db.lookup("plausible_ranges", _plausible_ranges())
+        joined = m.left_join(ranges, m["measurement_concept_id"] == ranges["_r_concept"])
+        value, low, high = joined["value_as_number"], joined["_r_low"], joined["_r_high"]
+        bad = value.notnull() & low.notnull() & ((value < low) | (value > high)).fill_null(False)
+        return Plan(remove={"measurement": _mark(m, joined, bad)})
 
 
 @register
-class FreeTextNotes(Rule):
+class FreeTextNotes(IbisRule):
     """Drop note text and titles (free text never reaches a release)."""
 
     id = "free_text_notes"
@@ -253,19 +282,26 @@ class FreeTextNotes(Rule):
     reads = writes = ("note",)
     implements = "issue 4; AoU ReplaceFreeTextNotes"
 
-    def apply(self, frames, ctx):
-        out = frames["note"].copy()
-        out["note_text"] = None
-        out["note_title"] = None
-        return changing(frames, {"note": out})
+    def plan(self, tables, ctx, db):
+        return Plan(rewrite={"note": {c: ibis.null("string") for c in ("note_text", "note_title")}})
 
-    def check(self, frames, ctx):
-        note = frames["note"]
-        return ["note text left"] if note[["note_text", "note_title"]].notna().any().any() else []
+    def problems(self, tables, ctx, db):
+        note = tables["note"]
+        left = _count(db, note, note["note_text"].notnull() | note["note_title"].notnull())
+        return ["note text left"] if left else []
+
+
+def _drop_pairs(ctx: Context) -> pd.DataFrame:
+    drops = ctx.identity_drops
+    pairs = pd.DataFrame({
+        "_d_src": drops["src_id"].astype(str).to_numpy(),
+        "_d_person": drops["person_id"].astype("float64").to_numpy(),
+    }).dropna().drop_duplicates()  # fmt: skip
+    return pairs.assign(_d_person=pairs["_d_person"].astype("int64"), _d_hit=True)
 
 
 @register
-class NonMatchingParticipants(Rule):
+class NonMatchingParticipants(IbisRule):
     """Remove a site's rows for persons its PII does not match (or the registry lacks)."""
 
     id = "non_matching_participants"
@@ -273,21 +309,20 @@ class NonMatchingParticipants(Rule):
     reads = writes = EHR_PERSON_TABLES
     implements = "issue 4; AoU RemoveNonMatchingParticipant"
 
-    def apply(self, frames, ctx):
-        drops = ctx.identity_drops
-        pairs = pd.MultiIndex.from_arrays(
-            [drops["src_id"].astype(str), drops["person_id"].astype("float64")]
-        )
-        known = ctx.people.index.astype("float64")
-        masks = {}
-        for t, frame in frames.items():
-            person = frame["person_id"].astype("float64")
-            rows = pd.MultiIndex.from_arrays([frame[SRC_ID].astype(str), person])
-            masks[t] = rows.isin(pairs) | ~person.isin(known).to_numpy()
-        return dropping(frames, masks)
+    def plan(self, tables, ctx, db):
+        pairs = db.lookup("identity_drops", _drop_pairs(ctx), key=ctx.identity_drops)
+        people = db.lookup("people", ctx.person_facts)
+        known = people.select(_k_person=people["person_id"], _k_hit=ibis.literal(True))
+        remove = {}
+        for name, t in tables.items():
+            joined = t.left_join(
+                pairs, [t[SRC_ID] == pairs["_d_src"], t["person_id"] == pairs["_d_person"]]
+            ).left_join(known, t["person_id"] == known["_k_person"])
+            remove[name] = _mark(t, joined, joined["_d_hit"].notnull() | joined["_k_hit"].isnull())
+        return Plan(remove=remove)
 
 
-class _ExcludedPeople(Rule):
+class _ExcludedPeople(IbisRule):
     """Base of rules that remove every row, in `writes`, of people a registry fact excludes."""
 
     fact: ClassVar[str]
@@ -295,21 +330,27 @@ class _ExcludedPeople(Rule):
     excluded_if: ClassVar[bool]
     """The value of `fact` that excludes a person."""
 
-    def _excluded(self, ctx: Context) -> pd.Index:
-        return ctx.people.index[ctx.people[self.fact] == self.excluded_if]
+    def _excluded(self, t: ibis.Table, ctx: Context, db: Engine):
+        """`t` joined with the fact, and the rows it excludes."""
+        joined = _with_facts(t, ctx, db, self.fact)
+        return joined, joined[f"_f_{self.fact}"] == self.excluded_if
 
-    def apply(self, frames, ctx):
-        return _drop_persons(frames, self.writes, self._excluded(ctx))
+    def plan(self, tables, ctx, db):
+        return Plan(remove={name: _mark(t, *self._excluded(t, ctx, db))
+                            for name, t in tables.items() if name in self.writes})  # fmt: skip
 
-    def check(self, frames, ctx):
-        gone = self._excluded(ctx).astype("float64")
-        return [f"{self.id}: an excluded person is still in {t}" for t in self.writes
-                if frames[t]["person_id"].astype("float64").isin(gone).any()]  # fmt: skip
+    def problems(self, tables, ctx, db):
+        present = [name for name in self.writes if name in tables]
+        return [f"{self.id}: an excluded person is still in {name}" for name in present
+                if _count(db, *self._excluded(tables[name], ctx, db))]  # fmt: skip
 
 
 @register
 class EhrConsent(_ExcludedPeople):
-    """Remove EHR rows of participants without a current EHR consent."""
+    """Remove sites' EHR rows of participants without a current EHR consent.
+
+    The program's own physical measurements need no EHR consent, so they stay.
+    """
 
     id = "ehr_consent"
     purpose = "Remove EHR rows of persons whose latest EHR consent is not a yes."
@@ -318,18 +359,9 @@ class EhrConsent(_ExcludedPeople):
     implements = "issue 4; AoU RemoveEhrDataWithoutConsent"
     fact, excluded_if = "ehr_consent", False
 
-    def apply(self, frames, ctx):
-        """Sites' rows only: the program's own physical measurements need no EHR consent."""
-        gone = self._excluded(ctx).astype("float64")
-        return dropping(frames, {t: (f[SRC_ID] != PROGRAM).to_numpy(dtype=bool)
-                                 & f["person_id"].astype("float64").isin(gone).to_numpy()
-                                 for t, f in frames.items()})  # fmt: skip
-
-    def check(self, frames, ctx):
-        gone = self._excluded(ctx).astype("float64")
-        return [f"{self.id}: an excluded person is still in {t}" for t in self.writes
-                if (frames[t]["person_id"].astype("float64").isin(gone)
-                    & (frames[t][SRC_ID] != PROGRAM)).any()]  # fmt: skip
+    def _excluded(self, t, ctx, db):
+        joined, excluded = super()._excluded(t, ctx, db)
+        return joined, excluded & (joined[SRC_ID] != PROGRAM)
 
 
 @register
@@ -366,7 +398,7 @@ class PrimaryConsent(_ExcludedPeople):
 
 
 @register
-class BirthYearSanity(Rule):
+class BirthYearSanity(IbisRule):
     """Remove persons born before 1900 or less than 13 years before the cut-off year."""
 
     id = "birth_year_sanity"
@@ -374,15 +406,17 @@ class BirthYearSanity(Rule):
     reads = writes = PERSON_TABLES
     implements = "issue 4; AoU CleanByBirthYear"
 
-    def apply(self, frames, ctx):
-        year = frames[PERSON]["year_of_birth"]
+    def plan(self, tables, ctx, db):
+        person = tables[PERSON]
+        year = person["year_of_birth"]
         latest = (np.datetime64(ctx.cutoff, "D").astype(object).year) - MIN_AGE
-        bad = ((year < MIN_BIRTH_YEAR) | (year > latest)).fillna(True).to_numpy(dtype=bool)
-        return _drop_persons(frames, self.writes, pd.Index(frames[PERSON]["person_id"][bad]))
+        bad = ((year < MIN_BIRTH_YEAR) | (year > latest)).fill_null(True)
+        gone = person.filter(bad).select(_gone=person["person_id"])
+        return Plan(remove={name: _persons(t, gone) for name, t in tables.items()})
 
 
 @register
-class EventsBeforeBirth(Rule):
+class EventsBeforeBirth(IbisRule):
     """Remove EHR rows with a clinical event dated before the person's birth."""
 
     id = "events_before_birth"
@@ -391,20 +425,21 @@ class EventsBeforeBirth(Rule):
     depends_on = ("impossible_dates",)
     implements = "issue 4; AoU NegativeAges"
 
-    def apply(self, frames, ctx):
-        birth = ctx.people["birth_date"]
-        return dropping(
-            frames,
-            {
-                t: _any_date(f, event_columns(t), lambda v, f: v < _person_values(f, birth))
-                for t, f in frames.items()
-            },
-        )
+    def plan(self, tables, ctx, db):
+        remove = {}
+        for name, t in tables.items():
+            joined = _with_facts(t, ctx, db, "birth_date")
+            before = _any(joined, event_columns(name), operator.lt, joined["_f_birth_date"])
+            remove[name] = _mark(t, joined, before)
+        return Plan(remove=remove)
 
 
 @register
-class NoDataAfterDeath(Rule):
-    """Remove EHR rows dated more than 30 days after the person's death."""
+class NoDataAfterDeath(IbisRule):
+    """Remove EHR rows dated more than 30 days after the person's death.
+
+    The death date is the earliest of the registry's and the sites' ``death`` rows.
+    """
 
     id = "no_data_after_death"
     purpose = "Remove rows with an event more than 30 days after death."
@@ -413,24 +448,31 @@ class NoDataAfterDeath(Rule):
     depends_on = ("impossible_dates",)
     implements = "issue 4; AoU NoDataAfterDeath"
 
-    def apply(self, frames, ctx):
-        death = ctx.people["death_date"].astype("float64")
-        if "death" in frames and len(frames["death"]):
-            ehr = frames["death"].groupby("person_id")["death_date"].min().astype("float64")
-            death = pd.concat([death, ehr]).groupby(level=0).min()
-        limit = death + DAYS_AFTER_DEATH
-        return dropping(
-            frames,
-            {
-                t: _any_date(f, event_columns(t), lambda v, f: v > _person_values(f, limit))
-                for t, f in frames.items()
-                if t != "death"
-            },
+    def plan(self, tables, ctx, db):
+        people = db.lookup("people", ctx.person_facts)
+        deaths = people.select(_l_person=people["person_id"], _l_day=people["death_date"])
+        if "death" in tables:
+            d = tables["death"]
+            deaths = deaths.union(
+                d.select(_l_person=d["person_id"], _l_day=d["death_date"].cast("float64"))
+            )
+        limits = (
+            deaths.filter(ibis._["_l_day"].notnull())
+            .group_by("_l_person")
+            .agg(_l_limit=ibis._["_l_day"].min() + DAYS_AFTER_DEATH)
         )
+        remove = {}
+        for name in self.writes:
+            if name in tables:
+                t = tables[name]
+                joined = t.left_join(limits, t["person_id"] == limits["_l_person"])
+                after = _any(joined, event_columns(name), operator.gt, joined["_l_limit"])
+                remove[name] = _mark(t, joined, after)
+        return Plan(remove=remove)
 
 
 @register
-class DataAfterDeactivation(Rule):
+class DataAfterDeactivation(IbisRule):
     """Remove EHR rows dated after the participant's deactivation (suspension of contact).
 
     A row goes when any of its event dates (the death date for ``death``) is later than the
@@ -443,20 +485,23 @@ class DataAfterDeactivation(Rule):
     depends_on = ("impossible_dates",)
     implements = "issue 4; AoU RemoveParticipantDataPastDeactivationDate"
 
-    def _after(self, frames, ctx) -> dict[str, np.ndarray]:
-        limit = ctx.people["deactivated_date"]
-        return {
-            t: _any_date(f, event_columns(t) or ["death_date"],
-                         lambda v, f: v > _person_values(f, limit))
-            for t, f in frames.items()
-        }  # fmt: skip
+    def _after(self, name: str, t: ibis.Table, ctx: Context, db: Engine):
+        joined = _with_facts(t, ctx, db, "deactivated_date")
+        limit = joined["_f_deactivated_date"]
+        return joined, _any(joined, event_columns(name) or ["death_date"], operator.gt, limit)
 
-    def apply(self, frames, ctx):
-        return dropping(frames, self._after(frames, ctx))
+    def plan(self, tables, ctx, db):
+        return Plan(remove={name: _mark(t, *self._after(name, t, ctx, db))
+                            for name, t in tables.items()})  # fmt: skip
 
-    def check(self, frames, ctx):
-        after = self._after({t: frames[t] for t in self.writes}, ctx)
-        return [f"{t} has {m.sum()} rows after deactivation" for t, m in after.items() if m.any()]
+    def problems(self, tables, ctx, db):
+        out = []
+        for name in self.writes:
+            if name in tables:
+                left = _count(db, *self._after(name, tables[name], ctx, db))
+                if left:
+                    out.append(f"{name} has {left} rows after deactivation")
+        return out
 
 
 #: Cleaning stages, in order, and their rules (dependencies order rules within a stage).

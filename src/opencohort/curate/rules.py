@@ -8,10 +8,19 @@ postcondition on its output. :func:`build_pipeline` orders rules from their decl
 dependencies (a cycle or a missing dependency raises :class:`RuleError` before anything runs)
 and :func:`run_stage` runs one stage, keeps every removed or changed row in a sandbox and
 returns the rule log for the release manifest.
+
+An :class:`IbisRule` holds its logic as Ibis expressions instead (:meth:`IbisRule.plan`), so
+it runs on any :class:`~opencohort.curate.engine.Engine` (DuckDB or Spark); :func:`run_stage`
+runs consecutive Ibis rules on the engine and hands their tables on to pandas rules (and back)
+through Parquet. ``IbisRule.apply`` runs one rule on a temporary DuckDB engine, so every rule
+also takes and returns frames.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,10 +29,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
+import ibis
 import numpy as np
 import pandas as pd
 
 from opencohort.curate._omop import SRC_ID, primary_key
+from opencohort.curate.engine import ORDER, Engine, open_engine
 from opencohort.errors import RuleError
 
 Frames = dict[str, pd.DataFrame]
@@ -40,6 +51,10 @@ class Tier(StrEnum):
 
 
 TIERS = (Tier.REGISTERED, Tier.CONTROLLED)
+_DAY_FACTS = ("birth_date", "death_date", "deactivated_date")
+_FLAG_FACTS = ("ehr_consent", "primary_consent", "wearables_consent", "no_use", "retracted")
+#: Boolean column of the table an Ibis rule marks: True for the rows it removes.
+REMOVE = "_remove"
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,22 @@ class Context:
     settings: Mapping[str, object] = field(default_factory=dict)
     tier: Tier = Tier.BOTH
     concept_domains: pd.Series = field(default_factory=lambda: pd.Series([], dtype=object))
+
+    @cached_property
+    def person_facts(self) -> pd.DataFrame:
+        """``people``'s day-number and yes/no facts as plain columns, ``person_id`` first.
+
+        Day numbers are float64 (missing as NaN), flags bool: the shape Ibis rules join on.
+        """
+        people = self.people
+        columns = {"person_id": people.index.to_numpy(dtype="float64").astype("int64")}
+        for name in _DAY_FACTS:
+            if name in people:
+                columns[name] = people[name].astype("float64").to_numpy()
+        for name in _FLAG_FACTS:
+            if name in people:
+                columns[name] = people[name].astype(bool).to_numpy()
+        return pd.DataFrame(columns)
 
     @cached_property
     def by_research_id(self) -> pd.DataFrame:
@@ -220,6 +251,75 @@ class Rule:
         }
 
 
+@dataclass
+class Plan:
+    """What an Ibis rule returns: per table, the rows it removes or the columns it rewrites.
+
+    ``remove`` maps a table to its input rows (all their columns) plus a boolean column
+    :data:`REMOVE`, True for every row the rule removes (missing counts as False; see
+    :func:`marking`). ``rewrite`` maps a table to column -> new value, expressions over the
+    input table (cast back to the column's type). A rule may not do both to one table.
+    """
+
+    remove: dict[str, ibis.Table] = field(default_factory=dict)
+    rewrite: dict[str, dict[str, ibis.Value]] = field(default_factory=dict)
+
+
+def marking(table: ibis.Table, remove: ibis.BooleanValue) -> ibis.Table:
+    """`table` with :data:`REMOVE` set to `remove` (a boolean expression over its rows)."""
+    return table.mutate(**{REMOVE: remove})
+
+
+class IbisRule(Rule):
+    """A rule written as Ibis expressions: it runs on DuckDB and on Spark alike.
+
+    Subclasses implement :meth:`plan` and may implement :meth:`problems` (the postcondition,
+    as queries). The engine computes kept, removed and changed rows and their counts from the
+    plan, so a rule never removes a row silently.
+    """
+
+    def plan(self, tables: Mapping[str, ibis.Table], ctx: Context, db: Engine) -> Plan:
+        """Return the rows to remove or the columns to rewrite, as expressions over `tables`."""
+        raise NotImplementedError(f"{type(self).__name__}.plan")
+
+    def problems(self, tables: Mapping[str, ibis.Table], ctx: Context, db: Engine) -> list[str]:
+        """Problems with this rule's postcondition on `tables` (empty when it holds)."""
+        return []
+
+    def apply(self, frames, ctx):
+        """Run the rule on `frames` on a temporary DuckDB engine; the result as frames."""
+        with open_engine() as db:
+            tables = {t: db.register(t, f) for t, f in frames.items()}
+            step = _step(self, tables, {t: len(f) for t, f in frames.items()}, ctx, db)
+            return Result(
+                {t: db.fetch(t, step.tables[t]) for t in step.touched},
+                removed={
+                    t: db.fetch(t, step.removed[t], positions=True)
+                    if t in step.removed
+                    else frames[t].iloc[:0]
+                    for t in step.removing
+                },
+                changed={t: db.fetch(t, c, positions=True) for t, c in step.changed.items()},
+            )
+
+    def validate(self, frames, ctx):
+        """Check the postcondition on `frames` (on a temporary DuckDB engine).
+
+        Raises
+        ------
+        RuleError
+            If any problem is found; the message names the rule and each problem.
+        """
+        with open_engine() as db:
+            tables = {t: db.register(t, frames[t]) for t in self.reads if t in frames}
+            _raise_problems(self, self.problems(tables, ctx, db))
+
+
+def _raise_problems(rule: Rule, problems: list[str]) -> None:
+    if problems:
+        raise RuleError(f"rule {rule.id}: postcondition failed: " + "; ".join(problems))
+
+
 #: Every registered rule class by id.
 RULES: dict[str, type[Rule]] = {}
 
@@ -348,6 +448,116 @@ def _sandbox(root: Path, rule: Rule, tier: Tier, result: Result) -> None:
         rows.to_parquet(folder / f"{table}.parquet", index=False)
 
 
+@dataclass
+class _Step:
+    """One Ibis rule's outcome: tables and row counts after it, removed and changed rows."""
+
+    tables: dict[str, ibis.Table]
+    rows: dict[str, int]
+    touched: tuple[str, ...]
+    removing: tuple[str, ...] = ()
+    removed: dict[str, ibis.Table] = field(default_factory=dict)
+    changed: dict[str, ibis.Table] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {"removed": {}, "changed": {}}
+    )
+
+
+def _step(rule: IbisRule, tables, rows, ctx: Context, db: Engine) -> _Step:
+    """Plan `rule` on `tables`, materialise what it keeps, count what it removed or changed."""
+    plan = rule.plan({t: tables[t] for t in rule.reads if t in tables}, ctx, db)
+    touched = (*plan.remove, *plan.rewrite)
+    undeclared = set(touched) - set(rule.writes)
+    if undeclared:
+        raise RuleError(f"rule {rule.id} wrote undeclared tables {sorted(undeclared)}")
+    if set(plan.remove) & set(plan.rewrite):
+        raise RuleError(f"rule {rule.id} both removes and rewrites rows of one table")
+    step = _Step(dict(tables), dict(rows), touched, tuple(plan.remove))
+    for table, marked in plan.remove.items():
+        flag = marked[REMOVE].fill_null(False)
+        gone = db.count(marked.filter(flag)) if rows[table] else 0
+        if gone:  # nothing is materialised for a table the rule leaves as it was
+            step.tables[table] = db.persist(marked.filter(~flag).drop(REMOVE))
+            step.removed[table] = marked.filter(flag).drop(REMOVE)
+            step.counts["removed"][table] = gone
+            step.rows[table] = rows[table] - gone
+    for table, columns in plan.rewrite.items():
+        if rows[table]:
+            _rewrite(step, table, tables[table], columns, db)
+    return step
+
+
+def _rewrite(step: _Step, table: str, base: ibis.Table, columns, db: Engine) -> None:
+    """Apply one table's column rewrites; keep its changed rows compactly (as :func:`changing`)."""
+    new = {c: e.cast(base[c].type()) for c, e in columns.items()}
+    differs = {c: ~base[c].identical_to(value) for c, value in new.items()}
+    if not differs:
+        return
+    anywhere = functools.reduce(operator.or_, differs.values())
+    sums = {f"c{i}": d.cast("int64").sum() for i, d in enumerate(differs.values())}
+    stats = base.aggregate(n=anywhere.cast("int64").sum(), **sums).to_pyarrow().to_pylist()[0]
+    hit = [c for i, c in enumerate(differs) if (stats[f"c{i}"] or 0) > 0]
+    if not hit:
+        return
+    keys = [c for c in dict.fromkeys((primary_key(table), *ROW_KEYS)) if c in base.columns]
+    renamed = {f"sandbox_new_{c}": new[c] for c in keys if c in hit}
+    step.changed[table] = base.filter(anywhere).select(
+        *dict.fromkeys([*keys, *hit, ORDER]), **renamed
+    )
+    step.counts["changed"][table] = stats["n"]
+    step.tables[table] = db.persist(base.mutate(**{c: new[c] for c in hit}))
+
+
+def _ibis_sandbox(root: Path, rule: Rule, tier: Tier, step: _Step, db: Engine) -> None:
+    """Write each table's removed or changed rows (one file per table, as :func:`_sandbox`)."""
+    folder = root / rule.id if tier == Tier.BOTH else root / rule.id / tier.value
+    for action, tables in (("removed", step.removed), ("changed", step.changed)):
+        for table, rows in tables.items():
+            rows = rows.order_by(ORDER).mutate(sandbox_action=ibis.literal(action))
+            db.write(rows, folder / f"{table}.parquet")
+
+
+def _run_ibis(rules, frames: Frames, ctx: Context, db: Engine, stage: Stage, sandbox, on_rule):
+    """Run consecutive Ibis rules on `db`; return the frames after them and their log."""
+    names = sorted({t for rule in rules for t in rule.reads if t in frames})
+    tables = {t: db.register(t, frames[t]) for t in names}
+    rows = {t: len(frames[t]) for t in names}
+    written: set[str] = set()
+    log = []
+    for rule in rules:
+        if on_rule is not None:
+            on_rule(rule)
+        before = {t: rows[t] for t in rule.writes if t in rows}
+        started = time.perf_counter()
+        step = _step(rule, tables, rows, ctx, db)
+        _raise_problems(rule, rule.problems(
+            {t: step.tables[t] for t in rule.reads if t in step.tables}, ctx, db))  # fmt: skip
+        if sandbox is not None:
+            _ibis_sandbox(sandbox, rule, stage.tier, step, db)
+        for table, old in tables.items():
+            if step.tables[table] is not old:
+                db.drop(old)
+        written.update(t for t in step.touched if step.tables[t] is not tables[t])
+        tables, rows = step.tables, step.rows
+        log.append(_entry(rule, stage, before, {t: rows[t] for t in before}, step.counts, started))
+    frames = dict(frames)
+    frames.update({t: db.fetch(t, tables[t]) for t in sorted(written)})
+    return frames, log
+
+
+def _entry(rule: Rule, stage: Stage, before, after, counts, started: float) -> dict:
+    """One rule's record in the rule log."""
+    return {
+        **rule.as_dict(),
+        "stage": stage.name,
+        "tier": stage.tier.value,
+        "rows_in": before,
+        "rows_out": after,
+        **counts,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
 def run_stage(
     stage: Stage,
     frames: Frames,
@@ -355,6 +565,7 @@ def run_stage(
     *,
     sandbox: Path | None = None,
     on_rule: Callable[[Rule], None] | None = None,
+    engine: Engine | None = None,
 ) -> tuple[Frames, list[dict]]:
     """Run one stage's rules in order; return the new frames and the stage's rule log.
 
@@ -371,6 +582,8 @@ def run_stage(
         added row (column ``sandbox_action``); None keeps nothing.
     on_rule
         Called with each rule before it runs (progress reporting).
+    engine
+        Where Ibis rules run (default: a temporary DuckDB engine for the stage).
 
     Returns
     -------
@@ -387,29 +600,35 @@ def run_stage(
         If a rule writes a table it did not declare or its postcondition fails.
     """
     frames = dict(frames)
-    log = []
-    for rule in stage.rules:
-        if on_rule is not None:
-            on_rule(rule)
-        before = {t: len(frames[t]) for t in rule.writes if t in frames}
-        started = time.perf_counter()
-        result = rule.apply({t: frames[t] for t in rule.reads if t in frames}, ctx)
-        undeclared = set(result.frames) - set(rule.writes)
-        if undeclared:
-            raise RuleError(f"rule {rule.id} wrote undeclared tables {sorted(undeclared)}")
-        frames.update(result.frames)
-        rule.validate(frames, ctx)
-        if sandbox is not None:
-            _sandbox(sandbox, rule, stage.tier, result)
-        log.append(
-            {
-                **rule.as_dict(),
-                "stage": stage.name,
-                "tier": stage.tier.value,
-                "rows_in": before,
-                "rows_out": {t: len(frames[t]) for t in before},
-                **result.counts(),
-                "seconds": round(time.perf_counter() - started, 3),
-            }
-        )
+    log: list[dict] = []
+    for written_in_ibis, group in itertools.groupby(stage.rules, lambda r: isinstance(r, IbisRule)):
+        rules = list(group)
+        if not written_in_ibis:
+            for rule in rules:
+                log.append(_run_pandas(rule, frames, ctx, stage, sandbox, on_rule))
+        elif engine is not None:
+            frames, entries = _run_ibis(rules, frames, ctx, engine, stage, sandbox, on_rule)
+            log += entries
+        else:
+            with open_engine() as db:
+                frames, entries = _run_ibis(rules, frames, ctx, db, stage, sandbox, on_rule)
+            log += entries
     return frames, log
+
+
+def _run_pandas(rule: Rule, frames: Frames, ctx: Context, stage: Stage, sandbox, on_rule) -> dict:
+    """Run one pandas rule, updating `frames` in place; return its log record."""
+    if on_rule is not None:
+        on_rule(rule)
+    before = {t: len(frames[t]) for t in rule.writes if t in frames}
+    started = time.perf_counter()
+    result = rule.apply({t: frames[t] for t in rule.reads if t in frames}, ctx)
+    undeclared = set(result.frames) - set(rule.writes)
+    if undeclared:
+        raise RuleError(f"rule {rule.id} wrote undeclared tables {sorted(undeclared)}")
+    frames.update(result.frames)
+    rule.validate(frames, ctx)
+    if sandbox is not None:
+        _sandbox(sandbox, rule, stage.tier, result)
+    after = {t: len(frames[t]) for t in before}
+    return _entry(rule, stage, before, after, result.counts(), started)

@@ -13,6 +13,7 @@ from opencohort.config import Home
 from opencohort.curate._omop import DEMOGRAPHICS, EHR_TABLES, PERSON, SRC_ID, concat_rows, empty
 from opencohort.curate.alignment import concept_domains
 from opencohort.curate.deid import PRE_TIER_STAGES, TIER_POLICY
+from opencohort.curate.engine import Engine
 from opencohort.curate.facts import (
     demographics_table,
     person_table,
@@ -207,8 +208,11 @@ def curate(
     on_rule: Callable[[str, Rule], None] | None = None,
     on_tier: Callable[[Tier, Frames], None] | None = None,
     consume: bool = False,
+    engine: Engine | None = None,
 ) -> tuple[dict[Tier, Frames], list[dict]]:
     """Run cleaning once, then each tier's de-identification; return tier frames and rule log.
+
+    Ibis rules run on `engine` (default: a temporary DuckDB engine per stage).
 
     With `on_tier`, each tier's frames are passed to it as soon as the tier is done and are
     not kept (the returned mapping is then empty), so one tier is in memory at a time. With
@@ -223,10 +227,10 @@ def curate(
     policy = policy or Policy()
     pre, tier_pipelines = policy.pipelines()
     with pd.option_context("mode.copy_on_write", True):  # rules copy only what they change
-        return _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume)
+        return _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume, engine)
 
 
-def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume):
+def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume, engine):
     frames, ctx, log = dict(sources.frames), sources.context, []
     if consume:
         sources.frames.clear()
@@ -236,7 +240,7 @@ def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume):
 
     for stage in pre.stages:
         frames, entries = run_stage(
-            stage, frames, ctx, sandbox=sandbox, on_rule=progress(stage.name)
+            stage, frames, ctx, sandbox=sandbox, on_rule=progress(stage.name), engine=engine
         )
         log += entries
     ctx = ctx.with_(ehr_sites=ehr_sites(frames, ctx))
@@ -248,8 +252,9 @@ def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume):
             del frames
         for stage in pipeline.stages:
             tier_frames, entries = run_stage(
-                stage, tier_frames, tier_ctx, sandbox=sandbox, on_rule=progress(stage.name)
-            )
+                stage, tier_frames, tier_ctx, sandbox=sandbox, on_rule=progress(stage.name),
+                engine=engine,
+            )  # fmt: skip
             log += entries
         if on_tier is None:
             out[tier] = tier_frames

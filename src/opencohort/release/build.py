@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from opencohort.config import Home
-from opencohort.curate import Policy, Rule, Tier, curate, gather, read_identifiers
+from opencohort.curate import Policy, Rule, Tier, curate, gather, open_engine, read_identifiers
 from opencohort.curate._omop import field_types, folder
+from opencohort.curate.engine import ENGINES
 from opencohort.errors import ConfigError, ReleaseError
 from opencohort.genomics.release import write_genomic_release
 from opencohort.release.manifest import write_manifest
@@ -96,6 +97,7 @@ def build_release(
     policy: Policy | None = None,
     on_rule: Callable[[str, Rule], None] | None = None,
     retraction: Retraction | None = None,
+    engine: str = "duckdb",
 ) -> dict:
     """Build release `name` from the home's latest submissions and registry, then publish it.
 
@@ -116,6 +118,9 @@ def build_release(
         (so later withdrawals leave too), without the named participants nor those the
         earlier release was itself retracted for. The ids are kept in the sandbox (the
         manifest only counts them).
+    engine
+        Where Ibis rules run: ``duckdb`` (default) or ``spark`` (local mode). Either gives
+        the same release content.
 
     Returns
     -------
@@ -128,7 +133,8 @@ def build_release(
     Raises
     ------
     ConfigError
-        If `name` is not a valid release name, or both `cutoff` and `retraction` are given.
+        If `name` is not a valid release name, `engine` is not known, or both `cutoff` and
+        `retraction` are given.
     ReleaseError
         If a release of that name exists, or the privacy scan finds a direct identifier
         (nothing is published then).
@@ -151,6 +157,8 @@ def build_release(
        release's sandbox; earlier releases are never touched.
     """
     _check_name(name)
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r} is not known; use one of {', '.join(ENGINES)}")
     policy = policy or Policy()
     policy.pipelines()
     final = home.releases / name
@@ -170,8 +178,9 @@ def build_release(
     cutoff = cutoff or datetime.now(UTC).date()
     home.releases.mkdir(parents=True, exist_ok=True)
     staging = home.releases / f".building-{name}-{os.getpid()}"
+    work = home.releases / f".engine-{name}-{os.getpid()}"
     sandbox = sandbox_dir(home, name)
-    for stale in (staging, sandbox):
+    for stale in (staging, work, sandbox):
         shutil.rmtree(stale, ignore_errors=True)
     try:
         sources = gather(home, cutoff=cutoff, pinned=pinned, pinned_feeds=pinned_feeds,
@@ -191,8 +200,9 @@ def build_release(
                 pq.write_table(to_arrow(table, frame), path)
                 counts[tier.value][table] = len(frame)
 
-        _, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule, on_tier=publish,
-                        consume=True)  # fmt: skip
+        with open_engine(engine, work) as db:
+            _, log = curate(sources, policy=policy, sandbox=sandbox, on_rule=on_rule,
+                            on_tier=publish, consume=True, engine=db)  # fmt: skip
         if hits:
             where = ", ".join(f"{h['table']}.{h['column']} ({h['values']})" for h in hits)
             raise ReleaseError(f"release {name} not published: direct identifiers found in {where}")
@@ -206,6 +216,7 @@ def build_release(
                 "name": name,
                 "created": datetime.now(UTC).isoformat(),
                 "cutoff": cutoff.isoformat(),
+                "engine": engine,
                 "source": {**sources.snapshot, "registry_snapshot": registry_snapshot},
                 "tiers": [t.value for t in (Tier.REGISTERED, Tier.CONTROLLED)],
                 "rule_log": log,
@@ -218,6 +229,7 @@ def build_release(
             (sandbox / RETRACTED).write_text(json.dumps(left_out) + "\n")
         staging.rename(final)
     except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(sandbox, ignore_errors=True)
         raise

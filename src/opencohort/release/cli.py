@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from opencohort.config import HOME_ENV, find_home
+from opencohort.curate import ENGINES
 from opencohort.curate.cli import curate
 from opencohort.release.build import build_release
 from opencohort.release.check import check_release
@@ -158,6 +160,7 @@ def _published(manifest: dict, as_json: bool) -> None:
 
 
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress.")]
+Engine = StrEnum("Engine", {name: name for name in ENGINES})
 
 
 def retract(
@@ -186,6 +189,9 @@ def run(
     cutoff: Annotated[
         str | None, typer.Option(help="Submission cut-off YYYY-MM-DD (default: today).")
     ] = None,
+    engine: Annotated[
+        Engine, typer.Option("--engine", help="Where curation runs: DuckDB or Spark (local).")
+    ] = Engine.duckdb,
     home: HomeOption = None,
     no_progress: NoProgress = False,
     as_json: JsonOutput = False,
@@ -199,5 +205,6 @@ def run(
             release,
             cutoff=when,
             on_rule=lambda stage, rule: bar.update(task, description=f"{stage}: {rule.id}"),
+            engine=engine.value,
         )
     _published(manifest, as_json)
