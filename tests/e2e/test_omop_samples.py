@@ -53,7 +53,9 @@ def _sandbox(home, table: str, tier: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     root = sandbox_dir(home, "REAL1")
     paths = [p for p in root.glob(f"*/{table}.parquet")]
     paths += list(root.glob(f"*/{tier}/{table}.parquet"))
-    rows = pd.concat([pd.read_parquet(p) for p in paths]) if paths else pd.DataFrame()
+    # sandboxes differ in columns (changed rows keep only some): concatenated as objects
+    frames = [f.astype(object) for f in map(pd.read_parquet, paths) if len(f)]
+    rows = pd.concat(frames) if frames else pd.DataFrame()
     action = rows.get("sandbox_action", pd.Series(dtype=object))
     return rows[action == "removed"], rows[action == "added"]
 
