@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from opencohort.config import Home, init_home
 from opencohort.ingest import ingest_dir
-from opencohort.registry import load_feed, open_registry
+from opencohort.registry import curation_export, load_feed, open_registry
 
 
 def _program_home(root: Path, program: Path) -> Home:
@@ -36,3 +37,17 @@ def spark():
     from opencohort.curate.engine import spark_session
 
     return spark_session()
+
+
+@pytest.fixture(scope="session")
+def research_ids() -> Callable[[Home], pd.DataFrame]:
+    """``research_ids(home)``: every registry participant's participant_id and research_id."""
+
+    def read(home: Home) -> pd.DataFrame:
+        registry = open_registry(home.registry_url)
+        try:
+            return curation_export(registry)["participants"][["participant_id", "research_id"]]
+        finally:
+            registry.close()
+
+    return read

@@ -8,7 +8,6 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
 
 from opencohort.release import Release
 from opencohort.vocab import local_concept_id, measurements
@@ -91,20 +90,6 @@ def hand_release(root: Path, *, ancestry: pd.DataFrame | None = None) -> Release
         ancestry.to_parquet(path, index=False)
         counts["controlled"]["ancestry"] = len(ancestry)
     return Release("HAND", root, {"name": "HAND", "row_counts": counts})
-
-
-def research_ids(home) -> pd.DataFrame:
-    """participant_id and research_id of every registry participant."""
-    from opencohort.registry import Base, open_registry
-
-    participant = Base.metadata.tables["participant"]
-    registry = open_registry(home.registry_url)
-    try:
-        with registry.engine.connect() as con:
-            query = select(participant.c.participant_id, participant.c.research_id)
-            return pd.read_sql(query, con)
-    finally:
-        registry.close()
 
 
 def variant_pfile(program: Path, variant_id: str, ids: pd.DataFrame, out: Path) -> Path:

@@ -113,14 +113,12 @@ with EHR, enough for the strong planted disease variants to reach p < 1e-5."""
 
 
 @pytest.fixture(scope="session")
-def synthetic(tmp_path_factory: pytest.TempPathFactory, program_home) -> dict:
+def synthetic(tmp_path_factory: pytest.TempPathFactory, program_home, research_ids) -> dict:
     """A synthetic program, its home with release R1, and research ids."""
     from datetime import date
 
     from opencohort.release import build_release, read_release
     from opencohort.synth import SynthConfig, generate_program
-
-    from ._releases import research_ids
 
     root = tmp_path_factory.mktemp("synthetic")
     program = root / "program"

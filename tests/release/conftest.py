@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
 
 from opencohort.config import Home
 from opencohort.synth import SynthConfig, generate_program
@@ -36,18 +35,6 @@ def r1(home) -> dict:
 
 
 @pytest.fixture(scope="module")
-def registry_ids(home) -> Callable[[], pd.DataFrame]:
+def registry_ids(home, research_ids) -> Callable[[], pd.DataFrame]:
     """``registry_ids()``: every participant's participant_id and research_id, read now."""
-    from opencohort.registry import Base, open_registry
-
-    def read() -> pd.DataFrame:
-        participant = Base.metadata.tables["participant"]
-        registry = open_registry(home.registry_url)
-        try:
-            with registry.engine.connect() as con:
-                query = select(participant.c.participant_id, participant.c.research_id)
-                return pd.read_sql(query, con)
-        finally:
-            registry.close()
-
-    return read
+    return lambda: research_ids(home)
