@@ -294,7 +294,7 @@ class FreeTextNotes(IbisRule):
 def _drop_pairs(ctx: Context) -> pd.DataFrame:
     drops = ctx.identity_drops
     pairs = pd.DataFrame({
-        "_d_src": drops["src_id"].astype(str).astype("string").array,  # typed even when empty
+        "_d_src": drops["src_id"].astype(str).to_numpy(),
         "_d_person": drops["person_id"].astype("float64").to_numpy(),
     }).dropna().drop_duplicates()  # fmt: skip
     return pairs.assign(_d_person=pairs["_d_person"].astype("int64"), _d_hit=True)

@@ -167,7 +167,7 @@ class Engine:
         key = (name, id(owner))
         if key not in self._lookups:
             path = self.workdir / f"{self._name(name)}.parquet"
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+            pq.write_table(to_table(frame).drop_columns([ORDER]), path)  # typed as registered
             self._lookups[key] = (owner, self._read(path))
         return self._lookups[key][1]
 
