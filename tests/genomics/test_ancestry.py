@@ -21,7 +21,13 @@ from opencohort.genomics import (
     king_kinship,
     plot_ancestry,
 )
-from opencohort.genomics._ancestry_kernels import hwe_normalize, ld_prune, pca_fit, standardize
+from opencohort.genomics._ancestry_kernels import (
+    hwe_normalize,
+    ld_prune,
+    pca_fit,
+    shrinkage_factors,
+    standardize,
+)
 from opencohort.genomics.cli import genomics
 from opencohort.synth.models import SynthConfig
 from opencohort.synth.program import generate_program
@@ -186,3 +192,32 @@ def test_king_kinship__random_pairs_below_005_on_1mb_regions(
     assert np.mean(kinship > 0.1) <= 0.01
     related = pairs.loc[~random & (pairs["participant_id_1"] != pairs["participant_id_2"])]
     assert len(related) and (related["pair_degree"] == "first").all()
+
+
+def _naive_shrinkage(x: np.ndarray, k: int, folds: int, seed: int) -> np.ndarray:
+    """Refit the PCA without each fold from the genotypes, project the fold, compare scales."""
+    fold = np.random.default_rng(seed).permutation(x.shape[1]) % folds
+    held, fitted = np.zeros(k), np.zeros(k)
+    for f in range(folds):
+        train, test = fold != f, fold == f
+        _, scores, loadings = pca_fit(x[:, train], k)
+        held += ((x[:, test].T @ loadings) ** 2).sum(axis=0)
+        fitted += (scores**2).sum(axis=0) * test.sum() / train.sum()
+    return np.sqrt(held / fitted)
+
+
+def test_shrinkage_factors__match_refitting_and_theory() -> None:
+    rng = np.random.default_rng([5, 4])
+    n, m = 200, 2000
+    # two groups 0.3 apart in frequency: one strong component, the rest noise
+    p = np.clip(rng.uniform(0.1, 0.9, m)[:, None] + np.where(np.arange(n) < n // 2, 0.15, -0.15),
+                0.02, 0.98)  # fmt: skip
+    g = rng.binomial(2, p).astype(np.int8)
+    af = g.mean(axis=1) / 2
+    x = hwe_normalize(g, af, m)
+    factors = shrinkage_factors(x, 4, folds=5, seed=3)
+    np.testing.assert_allclose(factors, _naive_shrinkage(x, 4, 5, 3), rtol=1e-8)
+    assert factors[0] > 0.9  # a strong axis barely shrinks
+    # pure-noise axes shrink to about 1 / (1 + sqrt(m / n_train)) (Lee, Zou & Wright 2010)
+    noise = 1 / (1 + np.sqrt(m / (0.8 * n)))
+    assert np.all(np.abs(factors[1:] - noise) < 0.35 * noise)

@@ -11,9 +11,11 @@ from opencohort.genomics.ancestry import (
     fit_ancestry,
     infer_ancestry,
     plot_ancestry,
+    project_genotypes,
     project_store,
     read_panel,
     run_ancestry,
+    select_sites,
 )
 from opencohort.genomics.annotation import (
     GeneModels,
@@ -32,6 +34,13 @@ from opencohort.genomics.delivery import (
     parse_delivery,
     variant_stats,
 )
+from opencohort.genomics.executor import (
+    DaskExecutor,
+    Executor,
+    LocalExecutor,
+    dask_cluster,
+    executor_for,
+)
 from opencohort.genomics.export import export_store
 from opencohort.genomics.frequencies import allele_frequencies
 from opencohort.genomics.kinship import king_degree, king_kinship, maximal_unrelated, run_kinship
@@ -43,6 +52,11 @@ from opencohort.genomics.release import (
 from opencohort.genomics.report import write_qc_report
 from opencohort.genomics.sample_qc import SampleQcConfig, sample_qc
 from opencohort.genomics.service import QcResult, run_qc
+from opencohort.genomics.thousand_genomes import (
+    ThousandGenomes,
+    read_thousand_genomes,
+    thousand_genomes_panel,
+)
 from opencohort.genomics.variant_qc import VariantQcConfig, genotype_counts, variant_qc
 from opencohort.genomics.workflow import advance_samples, refused_samples
 
@@ -51,14 +65,18 @@ __all__ = [
     "AncestryModel",
     "AncestryResult",
     "AncestryRun",
+    "DaskExecutor",
     "Delivery",
+    "Executor",
     "GeneModels",
     "GenotypeFilter",
     "IngestResult",
+    "LocalExecutor",
     "Problem",
     "QcResult",
     "ReferencePanel",
     "SampleQcConfig",
+    "ThousandGenomes",
     "VariantQcConfig",
     "VcfCalls",
     "advance_samples",
@@ -67,6 +85,8 @@ __all__ = [
     "annotate_novelty",
     "check_genomic_release",
     "classify",
+    "dask_cluster",
+    "executor_for",
     "export_store",
     "find_deliveries",
     "fit_ancestry",
@@ -80,9 +100,11 @@ __all__ = [
     "maximal_unrelated",
     "parse_delivery",
     "plot_ancestry",
+    "project_genotypes",
     "project_store",
     "read_known_variants",
     "read_panel",
+    "read_thousand_genomes",
     "read_vcf",
     "refused_samples",
     "release_counts",
@@ -91,6 +113,8 @@ __all__ = [
     "run_kinship",
     "run_qc",
     "sample_qc",
+    "select_sites",
+    "thousand_genomes_panel",
     "variant_qc",
     "variant_stats",
     "write_genomic_release",

@@ -103,6 +103,15 @@ def read_genotypes(pgen: Path, start: int = 0, stop: int | None = None) -> np.nd
     return out
 
 
+def read_rows(pgen: Path, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), samples) int8 dosages of the variants at sorted indexes ``rows``."""
+    with pgenlib.PgenReader(str(pgen).encode()) as reader:
+        out = np.empty((len(rows), reader.get_raw_sample_ct()), dtype=np.int8)
+        if len(rows):
+            reader.read_list(np.asarray(rows, dtype=np.uint32), out)
+    return out
+
+
 def iter_blocks(pgen: Path, block: int = READ_BLOCK) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first variant index, (variants, samples) int8 block) over a pgen."""
     with pgenlib.PgenReader(str(pgen).encode()) as reader:

@@ -24,7 +24,13 @@ from opencohort.config import Home
 from opencohort.errors import ConfigError, InputError, NotFound
 from opencohort.genomics import _columns as c
 from opencohort.genomics import _store
-from opencohort.genomics._ancestry_kernels import hwe_normalize, ld_prune, pca_fit
+from opencohort.genomics._ancestry_kernels import (
+    hwe_normalize,
+    ld_prune,
+    pca_fit,
+    shrinkage_factors,
+)
+from opencohort.genomics.executor import Executor
 
 if TYPE_CHECKING:  # scikit-learn takes seconds to import: only ancestry fitting needs it
     from sklearn.ensemble import RandomForestClassifier
@@ -62,6 +68,13 @@ class AncestryConfig:
         Random state of the random forest.
     n_estimators
         Trees of the random forest.
+    shrinkage_folds
+        Folds of the held-out estimate of projection shrinkage
+        (:func:`~opencohort.genomics._ancestry_kernels.shrinkage_factors`); projected scores
+        are divided by it. 0 leaves projected scores as they are.
+    min_shrinkage
+        PCs whose estimated factor is below this are not corrected: their projected
+        scores are mostly noise, which dividing would inflate.
     """
 
     min_call_rate: float = 0.99
@@ -72,6 +85,8 @@ class AncestryConfig:
     other_cutoff: float = 0.75
     seed: int = 337337
     n_estimators: int = 100
+    shrinkage_folds: int = 5
+    min_shrinkage: float = 0.5
 
 
 def _parse_config(config: AncestryConfig | None) -> AncestryConfig:
@@ -84,6 +99,8 @@ def _parse_config(config: AncestryConfig | None) -> AncestryConfig:
         "n_pcs": config.n_pcs >= 1,
         "other_cutoff": 0 <= config.other_cutoff < 1,
         "n_estimators": config.n_estimators >= 1,
+        "shrinkage_folds": config.shrinkage_folds == 0 or config.shrinkage_folds >= 2,
+        "min_shrinkage": 0 < config.min_shrinkage <= 1,
     }
     for name, ok in checks.items():
         if not ok:
@@ -107,13 +124,17 @@ class ReferencePanel:
 
 @dataclass(frozen=True)
 class AncestryModel:
-    """A fitted ancestry model: sites with loadings, eigenvalues and the classifier."""
+    """A fitted ancestry model: sites with loadings, eigenvalues and the classifier.
+
+    ``shrinkage`` (one factor per PC, 1 when not corrected) divides projected scores.
+    """
 
     sites: pd.DataFrame
     loadings: np.ndarray
     eigenvalues: np.ndarray
     classifier: RandomForestClassifier
     panel: pd.DataFrame
+    shrinkage: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -198,29 +219,9 @@ def read_panel(
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         read = pool.map(_read_snps, files, [ids] * len(files))
     for done, (chrom, pos, ref, alt, g) in enumerate(read):
-        ids_here = _variant_ids(chrom, pos, ref, alt)
-        n_called = (g >= 0).sum(axis=1)
-        af = np.where(g >= 0, g, 0).sum(axis=1) / np.maximum(2 * n_called, 1)
-        keep = (n_called >= config.min_call_rate * g.shape[1]) & (
-            np.minimum(af, 1 - af) > config.min_af
-        )
-        if wanted is not None:
-            keep &= np.isin(ids_here, list(wanted))
-        rows = np.flatnonzero(keep)
-        pruned = rows[ld_prune(g[rows], pos[rows], r2=config.ld_r2, window=config.ld_window)]
-        frames.append(
-            pd.DataFrame(
-                {
-                    c.VARIANT_ID: ids_here[pruned],
-                    c.CHROM: chrom,
-                    c.POS: pos[pruned],
-                    c.REF: ref[pruned],
-                    c.ALT: alt[pruned],
-                    "panel_af": af[pruned],
-                }
-            )
-        )
-        blocks.append(g[pruned])
+        frame, block = select_sites(chrom, pos, ref, alt, g, wanted=wanted, config=config)
+        frames.append(frame)
+        blocks.append(block)
         if progress:
             progress("reference panel", (done + 1) / len(files))
     return ReferencePanel(
@@ -229,6 +230,57 @@ def read_panel(
         sample_ids=ids,
         labels=labels["group"].to_numpy(),
     )
+
+
+def select_sites(
+    chrom: str, pos: np.ndarray, ref: np.ndarray, alt: np.ndarray, genotypes: np.ndarray, *,
+    wanted: set[str] | None = None, config: AncestryConfig | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:  # fmt: skip
+    """High-quality, LD-pruned sites of one chromosome's panel SNPs, and their genotypes.
+
+    Parameters
+    ----------
+    chrom, pos, ref, alt
+        The contig and the SNPs' positions (sorted) and alleles.
+    genotypes
+        (SNPs, panel samples) int8 dosages, -9 missing.
+    wanted
+        Variant ids (``chrom:pos:ref:alt``) that may be used; default all.
+    config
+        Site thresholds (default :class:`AncestryConfig`).
+
+    Returns
+    -------
+    tuple
+        The kept sites (variant_id, chrom, pos, ref, alt, panel_af) and their genotypes.
+
+    Notes
+    -----
+    1. Call rate >= ``min_call_rate`` and minor allele frequency > ``min_af``;
+    2. sites in ``wanted``; 3. greedy LD pruning (:func:`ld_prune`).
+    """
+    config = _parse_config(config)
+    ids = _variant_ids(chrom, pos, ref, alt)
+    n_called = (genotypes >= 0).sum(axis=1)
+    af = np.where(genotypes >= 0, genotypes, 0).sum(axis=1) / np.maximum(2 * n_called, 1)
+    keep = (n_called >= config.min_call_rate * genotypes.shape[1]) & (
+        np.minimum(af, 1 - af) > config.min_af
+    )
+    if wanted is not None:
+        keep &= np.isin(ids, list(wanted))
+    rows = np.flatnonzero(keep)
+    pruned = rows[ld_prune(genotypes[rows], pos[rows], r2=config.ld_r2, window=config.ld_window)]
+    frame = pd.DataFrame(
+        {
+            c.VARIANT_ID: ids[pruned],
+            c.CHROM: chrom,
+            c.POS: pos[pruned],
+            c.REF: ref[pruned],
+            c.ALT: alt[pruned],
+            "panel_af": af[pruned],
+        }
+    )
+    return frame, genotypes[pruned]
 
 
 def _read_snps(
@@ -290,6 +342,14 @@ def fit_ancestry(panel: ReferencePanel, *, config: AncestryConfig | None = None)
        allele frequency p and M sites (Hail ``hwe_normalized_pca``).
     2. The top ``n_pcs`` components come from the samples x samples Gram matrix.
     3. ``RandomForestClassifier(random_state=seed)`` is trained on the panel's scores.
+    4. Shrinkage factors of projected scores, from held-out panel folds
+       (``shrinkage_folds``; see :func:`~opencohort.genomics._ancestry_kernels.shrinkage_factors`),
+       kept for PCs at or above ``min_shrinkage`` (1 elsewhere). On the synthetic panel
+       (360 samples, 3,255 sites, 600 cohort genomes) the share of >= 90%-one-group samples
+       clearing the 0.75 cut-off went from 56% uncorrected to 80% correcting all 16 PCs and
+       90% with the 0.5 floor (top-group accuracy 98% -> 100%); on 1000 Genomes (1,671
+       training samples, 18,519 sites) correcting all PCs lowered it from 99.4% to 93.5%,
+       as PCs 6-16 there are noise (factors ~0.2 = 1 / (1 + sqrt(M / n)), the pure-noise value).
     """
     config = _parse_config(config)
     m, n = panel.genotypes.shape
@@ -301,6 +361,10 @@ def fit_ancestry(panel: ReferencePanel, *, config: AncestryConfig | None = None)
     af = panel.variants["panel_af"].to_numpy()
     x = hwe_normalize(panel.genotypes, af, m)
     eigenvalues, scores, loadings = pca_fit(x, config.n_pcs)
+    shrinkage = np.ones(config.n_pcs)
+    if config.shrinkage_folds:
+        found = shrinkage_factors(x, config.n_pcs, folds=config.shrinkage_folds, seed=config.seed)
+        shrinkage = np.where(found >= config.min_shrinkage, found, 1.0)
     from sklearn.ensemble import RandomForestClassifier
 
     forest = RandomForestClassifier(n_estimators=config.n_estimators, random_state=config.seed)
@@ -308,7 +372,7 @@ def fit_ancestry(panel: ReferencePanel, *, config: AncestryConfig | None = None)
     frame = pd.DataFrame(scores, columns=_pc_names(config.n_pcs))
     frame.insert(0, c.SAMPLE_ID, panel.sample_ids)
     frame.insert(1, PANEL_GROUP, panel.labels)
-    return AncestryModel(panel.variants, loadings, eigenvalues, forest, frame)
+    return AncestryModel(panel.variants, loadings, eigenvalues, forest, frame, shrinkage)
 
 
 def _pc_names(k: int) -> list[str]:
@@ -322,7 +386,8 @@ def project_store(root: Path, model: AncestryModel, *, block: int = 4096) -> np.
     -----
     Each store genotype is normalised with the panel frequency and ``M`` (the model's site
     count), missing calls and sites absent from the store contribute 0 (Hail
-    ``pc_project``); scores accumulate over blocks of the store's pgens.
+    ``pc_project``); scores accumulate over blocks of the store's pgens, and are divided
+    by the model's shrinkage factors at the end.
     """
     variants = _store.read_variants(root)
     n = len(_store.read_samples(root))
@@ -344,7 +409,26 @@ def project_store(root: Path, model: AncestryModel, *, block: int = 4096) -> np.
                 reader.read_list(part, g)
                 r = rows[start : start + block]
                 scores += hwe_normalize(g, af[r], m).T @ model.loadings[r]
-    return scores
+    return scores / model.shrinkage
+
+
+def project_genotypes(genotypes: np.ndarray, model: AncestryModel) -> np.ndarray:
+    """Scores (samples, k) of in-memory genotypes at the model's sites, as :func:`project_store`.
+
+    ``genotypes`` is (model sites, samples) int8, rows in the order of ``model.sites``.
+
+    Raises
+    ------
+    InputError
+        If the row count is not the model's site count.
+    """
+    m = len(model.sites)
+    if genotypes.shape[0] != m:
+        raise InputError(
+            f"project_genotypes: genotypes have {genotypes.shape[0]} rows; the model has {m} sites"
+        )
+    x = hwe_normalize(genotypes, model.sites["panel_af"].to_numpy(), m)
+    return (x.T @ model.loadings) / model.shrinkage
 
 
 def classify(
@@ -467,13 +551,15 @@ def run_ancestry(
     *,
     config: AncestryConfig | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> AncestryRun:
     """Infer ancestry of the home's store, then per-ancestry frequencies, and write them.
 
     Writes ``genomics/ancestry.parquet`` (see :func:`infer_ancestry`),
     ``genomics/frequencies.parquet`` (see
     :func:`opencohort.genomics.frequencies.allele_frequencies`, grouped by
-    sample_ancestry) and ``genomics/plots/ancestry_pc1_pc2.png``.
+    sample_ancestry) and ``genomics/plots/ancestry_pc1_pc2.png``. `executor` runs the
+    frequency blocks (default in this process).
 
     Raises
     ------
@@ -491,6 +577,7 @@ def run_ancestry(
     result.samples.to_parquet(ancestry, index=False)
     groups = result.samples.set_index(c.SAMPLE_ID)[SAMPLE_ANCESTRY]
     frequencies = home.root / FREQUENCIES_FILE
-    allele_frequencies(root, groups=groups, progress=progress).to_parquet(frequencies, index=False)
+    table = allele_frequencies(root, groups=groups, progress=progress, executor=executor)
+    table.to_parquet(frequencies, index=False)
     plot = plot_ancestry(result, home.root / PLOT_FILE)
     return AncestryRun(result, ancestry, frequencies, plot)

@@ -21,6 +21,13 @@ HomeOption = Annotated[
     typer.Option("--home", envvar=HOME_ENV, help="Program home (default: nearest above cwd)."),
 ]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+DaskWorkers = Annotated[
+    int,
+    typer.Option(
+        "--dask-workers",
+        help="Run the block kernels on a Dask LocalCluster of N worker processes (0: here).",
+    ),
+]
 out = Console()
 
 
@@ -49,13 +56,16 @@ def ingest(
 
 
 @genomics.command()
-def qc(home: HomeOption = None, no_progress: NoProgress = False) -> None:
+def qc(
+    home: HomeOption = None, no_progress: NoProgress = False, dask_workers: DaskWorkers = 0
+) -> None:
     """Run sample and variant QC on the store and write the QC report."""
+    from opencohort.genomics.executor import executor_for
     from opencohort.genomics.service import run_qc
 
     found = find_home(home)
-    with progress_steps(no_progress) as step:
-        result = run_qc(found, progress=step)
+    with progress_steps(no_progress) as step, executor_for(dask_workers) as executor:
+        result = run_qc(found, progress=step, executor=executor)
     s, v = result.samples, result.variants
     out.print(
         f"samples: {int(s['sample_qc_pass'].sum())} of {len(s)} pass; "
@@ -75,13 +85,15 @@ def ancestry(
     ],
     home: HomeOption = None,
     no_progress: NoProgress = False,
+    dask_workers: DaskWorkers = 0,
 ) -> None:
     """Infer genetic ancestry on a labelled reference panel, then per-ancestry frequencies."""
     from opencohort.genomics.ancestry import SAMPLE_ANCESTRY, run_ancestry
+    from opencohort.genomics.executor import executor_for
 
     found = find_home(home)
-    with progress_steps(no_progress) as step:
-        run = run_ancestry(found, panel, progress=step)
+    with progress_steps(no_progress) as step, executor_for(dask_workers) as executor:
+        run = run_ancestry(found, panel, progress=step, executor=executor)
     counts = run.result.samples[SAMPLE_ANCESTRY].value_counts().sort_index()
     out.print(
         f"{len(run.result.samples)} samples on {len(run.result.model.sites)} sites: "
@@ -92,13 +104,16 @@ def ancestry(
 
 
 @genomics.command()
-def kinship(home: HomeOption = None, no_progress: NoProgress = False) -> None:
+def kinship(
+    home: HomeOption = None, no_progress: NoProgress = False, dask_workers: DaskWorkers = 0
+) -> None:
     """KING-robust kinship of all sample pairs and a maximal unrelated set."""
+    from opencohort.genomics.executor import executor_for
     from opencohort.genomics.kinship import DEGREE, run_kinship
 
     found = find_home(home)
-    with progress_steps(no_progress) as step:
-        pairs, unrelated = run_kinship(found, progress=step)
+    with progress_steps(no_progress) as step, executor_for(dask_workers) as executor:
+        pairs, unrelated = run_kinship(found, progress=step, executor=executor)
     degrees = pairs[DEGREE].value_counts().sort_index()
     out.print(
         f"{len(pairs)} pairs with kinship > 0.1 ("

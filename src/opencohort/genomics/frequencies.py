@@ -12,6 +12,7 @@ from opencohort.errors import NotFound
 from opencohort.genomics import _columns as c
 from opencohort.genomics import _store
 from opencohort.genomics._qc_kernels import chrx_nonpar
+from opencohort.genomics.executor import Executor, local_or
 from opencohort.genomics.variant_qc import genotype_counts
 
 ALL = "all"
@@ -33,6 +34,7 @@ def allele_frequencies(
     *,
     groups: pd.Series | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Per-variant allele counts and frequencies overall and per group.
 
@@ -45,6 +47,9 @@ def allele_frequencies(
         in ``all``. Default: ``all`` alone.
     progress
         Called with a label and the fraction of contigs done.
+    executor
+        Where the per-block counts run (default in this process; see
+        :mod:`opencohort.genomics.executor`); results do not depend on it.
 
     Returns
     -------
@@ -64,7 +69,8 @@ def allele_frequencies(
     -----
     1. Genotype counts per group are one matrix product per pgen block, separately for
        diploid samples and for samples called haploid on the contig (outside the chrX
-       pseudo-autosomal regions), since the store keeps haploid calls as 0/2.
+       pseudo-autosomal regions), since the store keeps haploid calls as 0/2 (one
+       executor task per block).
     2. ``AC = het + 2 hom_alt`` (diploid) ``+ hemi_alt``; ``AN = 2 called`` (diploid)
        ``+ called`` (haploid); this equals ``plink2 --freq`` counts on autosomes.
     3. popmax is the group with the highest AF among groups other than ``oth``; ties go to
@@ -73,6 +79,7 @@ def allele_frequencies(
     samples = _store.read_samples(root).reset_index(drop=True)
     if samples.empty:
         raise NotFound(f"no genotype store in {root}; run 'opencohort genomics ingest DIR' first")
+    executor = local_or(executor)
     variants = _store.read_variants(root)
     ids = samples[c.SAMPLE_ID]
     labels = ids.map(groups) if groups is not None else pd.Series(None, index=ids.index)
@@ -89,33 +96,48 @@ def allele_frequencies(
         haploid = haploid.to_numpy(dtype=bool)
         nonpar = chrx_nonpar(sub[c.POS].to_numpy()) if contig in ("chrX", "X") else None
         stats = {s: np.zeros((len(sub), len(names))) for s in STATISTICS}
-        for start, g in _store.iter_blocks(root / f"{contig}.pgen"):
-            rows = slice(start, start + len(g))
-            ploidy1 = np.zeros((len(g), len(ids)), dtype=bool)
+        pgen = root / f"{contig}.pgen"
+        tasks = []
+        for a in range(0, len(sub), _store.READ_BLOCK):
+            b = min(len(sub), a + _store.READ_BLOCK)
+            hemi = None
             if haploid.any():
-                ploidy1[:] = haploid[None, :]
-                if nonpar is not None:
-                    ploidy1 &= nonpar[rows][:, None]
-            _add_counts(stats, rows, g, ploidy1, member)
+                hemi = (haploid, None if nonpar is None else nonpar[a:b])
+            tasks.append((pgen, a, b, hemi, member))
+        for task, part in zip(tasks, executor.map(_block_counts, tasks), strict=True):
+            for s, values in part.items():
+                stats[s][task[1] : task[2]] = values
         parts.append(_table(sub, stats, names))
         if progress:
             progress("allele frequencies", (done + 1) / len(contigs))
     return pd.concat(parts, ignore_index=True) if parts else _table(variants, {}, names)
 
 
-def _add_counts(
-    stats: dict[str, np.ndarray], rows: slice, g: np.ndarray, ploidy1: np.ndarray,
-    member: np.ndarray,
-) -> None:  # fmt: skip
-    """Counts of one block: diploid calls as they are, haploid calls with 2 as one allele."""
+def _block_counts(
+    task: tuple[Path, int, int, tuple[np.ndarray, np.ndarray | None] | None, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Counts of one block: (pgen, start, stop, haploid samples and non-PAR rows, membership).
+
+    Diploid calls count as they are, haploid calls with 2 as one allele.
+    """
+    pgen, start, stop, hemi, member = task
+    g = _store.read_genotypes(pgen, start, stop)
+    ploidy1 = np.zeros(g.shape, dtype=bool)
+    if hemi is not None:
+        haploid, nonpar = hemi
+        ploidy1[:] = haploid[None, :]
+        if nonpar is not None:
+            ploidy1 &= nonpar[:, None]
     dip = np.where(ploidy1, -9, g).astype(np.int8)
     hap = np.where(ploidy1, g, -9).astype(np.int8)
     ref, het, alt = genotype_counts(dip, member)
     h_ref, _, h_alt = genotype_counts(hap, member)
-    stats["ac"][rows] = het + 2 * alt + h_alt
-    stats["an"][rows] = 2 * (ref + het + alt) + h_ref + h_alt
-    stats["n_hom_alt"][rows] = alt
-    stats["n_hemi_alt"][rows] = h_alt
+    return {
+        "ac": het + 2 * alt + h_alt,
+        "an": 2 * (ref + het + alt) + h_ref + h_alt,
+        "n_hom_alt": alt,
+        "n_hemi_alt": h_alt,
+    }
 
 
 def _table(sub: pd.DataFrame, stats: dict[str, np.ndarray], names: list[str]) -> pd.DataFrame:

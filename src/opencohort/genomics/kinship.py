@@ -12,6 +12,7 @@ from opencohort.config import Home
 from opencohort.errors import ConfigError, NotFound
 from opencohort.genomics import _columns as c
 from opencohort.genomics import _store
+from opencohort.genomics.executor import Executor, local_or
 
 KING_DEGREES = ((0.354, "duplicate"), (0.177, "first"), (0.0884, "second"), (0.0442, "third"))
 """KING's kinship cut-offs (lower bounds, exclusive) of each degree; below: unrelated."""
@@ -24,6 +25,9 @@ PAIR_COLUMNS = (
 )  # fmt: skip
 MEMORY_BYTES = 1 << 29
 """Working-memory budget that sets the sample tile and variant block sizes."""
+RADIX = 4096
+"""Two counts share one float32 product as ``low + RADIX * high``; exact while a block has
+fewer than RADIX variants (every partial sum stays below 2**24)."""
 Progress = Callable[[str, float], None]
 
 
@@ -37,7 +41,7 @@ def king_degree(kinship: np.ndarray) -> np.ndarray:
 def _sizes(n: int, memory: int) -> tuple[int, int]:
     """Sample tile and variant block that keep accumulators and indicators within memory."""
     tile = int(max(64, min(n, memory // (5 * 8 * max(n, 1)))))
-    block = int(max(256, min(8192, memory // (4 * 4 * max(n, 1)))))
+    block = int(max(256, min(RADIX - 1, memory // (4 * 4 * max(n, 1)))))
     return tile, block
 
 
@@ -47,6 +51,7 @@ def king_kinship(
     min_kinship: float | None = 0.1,
     memory: int = MEMORY_BYTES,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """KING-robust kinship of sample pairs over the store's autosomal variants.
 
@@ -61,6 +66,9 @@ def king_kinship(
         on it).
     progress
         Called with a label and the fraction of sample tiles done.
+    executor
+        Where the sample tiles run, one task each (default in this process; see
+        :mod:`opencohort.genomics.executor`); results do not depend on it.
 
     Returns
     -------
@@ -74,9 +82,10 @@ def king_kinship(
     1. For samples i, j over the variants called in both, with ``h = min(N_het,i, N_het,j)``:
        ``kinship = (N_het,het - 2 N_ibs0) / (2h) + 1/2 - (N_het,i + N_het,j) / (4h)``
        (KING-robust's between-family estimator, as ``plink2 --make-king-table``).
-    2. The counts are matrix products of indicator matrices (het, hom-ref, hom-alt,
-       called; five products) over blocks of variants, for one row tile of samples against all later
-       samples at a time; memory is O(tile x samples + block x samples), and each row tile
+    2. The counts are float32 matrix products of indicator matrices (het, hom-ref,
+       hom-alt, called; four products, two counts packed in each of two of them) over
+       blocks of fewer than 4,096 variants, for one row tile of samples against the samples
+       from the tile on; memory is O(tile x samples + block x samples), and each row tile
        is one pass over the pgens.
     """
     if min_kinship is not None and not -1 <= min_kinship <= 0.5:
@@ -87,12 +96,12 @@ def king_kinship(
     n = len(samples)
     contigs = [k for k in _store.store_contigs(root) if k.removeprefix("chr").isdigit()]
     tile, block = _sizes(n, memory)
+    tasks = [(root, contigs, a, min(n, a + tile), block, min_kinship) for a in range(0, n, tile)]
     parts = []
-    for a in range(0, n, tile):
-        sums = _tile_sums(root, contigs, a, min(n, a + tile), block)
-        parts.append(_tile_pairs(sums, a, min_kinship))
+    for task, part in zip(tasks, local_or(executor).map(_tile_task, tasks), strict=True):
+        parts.append(part)
         if progress:
-            progress("kinship", min(n, a + tile) / n)
+            progress("kinship", task[3] / n)
     i, j, counts = (np.concatenate(p) for p in zip(*parts, strict=True)) if parts else ([],) * 3
     i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
     counts = np.asarray(counts, dtype=float).reshape(-1, 5)
@@ -126,23 +135,42 @@ def _kinship(counts: np.ndarray) -> np.ndarray:
         )
 
 
+def _tile_task(
+    task: tuple[Path, list[str], int, int, int, float | None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reported pairs of one row tile: (store, contigs, first row, end row, block, min)."""
+    root, contigs, a, b, block, min_kinship = task
+    return _tile_pairs(_tile_sums(root, contigs, a, b, block), a, min_kinship)
+
+
 def _tile_sums(root: Path, contigs: list[str], a: int, b: int, block: int) -> np.ndarray:
-    """(5, b - a, n) float64 sums for row samples a:b against all samples."""
+    """(5, b - a, n - a) float64 sums for row samples a:b against samples a:n.
+
+    The five counts per pair are n_variants, het_het, ibs0, het_i and het_j (both over
+    jointly called variants); four float32 products per block give them: ``(c + R h)_i .
+    c_j`` holds n_variants and het_i, ``(h + R c)_i . h_j`` holds het_het and het_j, and
+    ``ref_i . alt_j + alt_i . ref_j`` is ibs0.
+    """
     sums: np.ndarray | None = None
+    rows = slice(0, b - a)
     for contig in contigs:
         for _, g in _store.iter_blocks(root / f"{contig}.pgen", block):
+            g = g[:, a:]
             het = (g == 1).astype(np.float32)
             ref = (g == 0).astype(np.float32)
             alt = (g == 2).astype(np.float32)
-            called = (g >= 0).astype(np.float32)
-            rows = slice(a, b)
+            called = het + ref + alt
+            called_het = (called[:, rows] + RADIX * het[:, rows]).T @ called
+            het_called = (het[:, rows] + RADIX * called[:, rows]).T @ het
+            ibs0 = ref[:, rows].T @ alt + alt[:, rows].T @ ref
+            high_1, high_2 = np.floor(called_het / RADIX), np.floor(het_called / RADIX)
             part = np.stack(
                 [
-                    called[:, rows].T @ called,
-                    het[:, rows].T @ het,
-                    ref[:, rows].T @ alt + alt[:, rows].T @ ref,
-                    het[:, rows].T @ called,
-                    called[:, rows].T @ het,
+                    called_het - RADIX * high_1,
+                    het_called - RADIX * high_2,
+                    ibs0,
+                    high_1,
+                    high_2,
                 ]
             ).astype(np.float64)
             sums = part if sums is None else sums + part
@@ -154,14 +182,13 @@ def _tile_sums(root: Path, contigs: list[str], a: int, b: int, block: int) -> np
 def _tile_pairs(
     sums: np.ndarray, a: int, min_kinship: float | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs (i < j) of one row tile to report, with their four counts."""
-    rows, n = sums.shape[1], sums.shape[2]
-    ii, jj = np.meshgrid(np.arange(rows) + a, np.arange(n), indexing="ij")
-    upper = jj > ii
-    flat = sums.reshape(5, -1).T
-    kin = _kinship(flat).reshape(rows, n)
-    keep = upper if min_kinship is None else upper & (kin > min_kinship)
-    return ii[keep], jj[keep], flat[keep.ravel()]
+    """Pairs (i < j) of one row tile to report, with their five counts."""
+    rows, cols = sums.shape[1], sums.shape[2]
+    upper = np.arange(cols)[None, :] > np.arange(rows)[:, None]
+    if min_kinship is not None:
+        upper &= _kinship(sums.reshape(5, -1).T).reshape(rows, cols) > min_kinship
+    ii, jj = np.nonzero(upper)
+    return ii + a, jj + a, sums[:, ii, jj].T
 
 
 def maximal_unrelated(
@@ -217,12 +244,14 @@ def run_kinship(
     *,
     min_kinship: float = 0.1,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Kinship of the home's store and its maximal unrelated set, written as Parquet.
 
     Writes ``genomics/kinship.parquet`` (pairs above ``min_kinship``, see
     :func:`king_kinship`) and ``genomics/unrelated.parquet`` (sample_id, participant_id,
     sample_unrelated: in the maximal unrelated set of :func:`maximal_unrelated`).
+    `executor` runs the sample tiles (default in this process).
 
     Raises
     ------
@@ -230,7 +259,7 @@ def run_kinship(
         If the home has no genotype store.
     """
     root = _store.store_dir(home)
-    pairs = king_kinship(root, min_kinship=min_kinship, progress=progress)
+    pairs = king_kinship(root, min_kinship=min_kinship, progress=progress, executor=executor)
     samples = _store.read_samples(root)
     ids = samples[c.SAMPLE_ID].tolist()
     kept = set(maximal_unrelated(ids, pairs, max_kinship=min_kinship))

@@ -17,6 +17,7 @@ from opencohort.errors import ConfigError
 from opencohort.genomics import _columns as c
 from opencohort.genomics import _store
 from opencohort.genomics._qc_kernels import chrx_nonpar, pairwise_concordance, robust_z
+from opencohort.genomics.executor import Executor, local_or
 
 TRANSITIONS = frozenset({("A", "G"), ("G", "A"), ("C", "T"), ("T", "C")})
 OUTLIER_METRICS = {
@@ -96,46 +97,80 @@ def _is_autosome(contig: str) -> bool:
     return contig.removeprefix("chr").isdigit()
 
 
-class _Sums:
-    """Per-sample running sums over variant blocks."""
-
-    def __init__(self, n: int) -> None:
-        names = (
-            "called", "total", "het", "hom_alt", "snp", "singleton", "ti", "tv",
-            "x_called", "x_het", "x_expected_het",
-        )  # fmt: skip
-        self.values = {k: np.zeros(n) for k in names}
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        return self.values[key]
+_SUMS = (
+    "called", "total", "het", "hom_alt", "snp", "singleton", "ti", "tv",
+    "x_called", "x_het", "x_expected_het",
+)  # fmt: skip
+"""Per-sample sums over variant blocks."""
 
 
-def _autosome_block(sums: _Sums, g: np.ndarray, variants: pd.DataFrame) -> None:
+def _autosome_block(
+    task: tuple[Path, int, int, np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Per-sample sums of one autosomal block: (pgen, start, stop, ref, alt, variant AC)."""
+    pgen, start, stop, ref, alt, ac = task
+    g = _store.read_genotypes(pgen, start, stop)
     called = g >= 0
-    sums["called"][:] += called.sum(axis=0)
-    sums["total"][:] += len(g)
-    sums["het"][:] += (g == 1).sum(axis=0)
-    sums["hom_alt"][:] += (g == 2).sum(axis=0)
-    ref, alt = variants[c.REF].to_numpy(), variants[c.ALT].to_numpy()
     snp = (np.char.str_len(ref.astype(str)) == 1) & (np.char.str_len(alt.astype(str)) == 1)
     ti = snp & np.array([(r, a) in TRANSITIONS for r, a in zip(ref, alt, strict=True)], bool)
     carried = np.where(called, g, 0).astype(np.float32)
-    sums["snp"][:] += (carried[snp] > 0).sum(axis=0)
-    single = variants[c.VARIANT_AC].to_numpy() == 1
-    sums["singleton"][:] += (carried[single] > 0).sum(axis=0)
-    sums["ti"][:] += ti.astype(np.float32) @ carried
-    sums["tv"][:] += (snp & ~ti).astype(np.float32) @ carried
+    return {
+        "called": called.sum(axis=0),
+        "total": np.full(g.shape[1], len(g)),
+        "het": (g == 1).sum(axis=0),
+        "hom_alt": (g == 2).sum(axis=0),
+        "snp": (carried[snp] > 0).sum(axis=0),
+        "singleton": (carried[ac == 1] > 0).sum(axis=0),
+        "ti": ti.astype(np.float32) @ carried,
+        "tv": (snp & ~ti).astype(np.float32) @ carried,
+    }
 
 
-def _x_block(sums: _Sums, g: np.ndarray, min_af: float) -> None:
+def _x_block(task: tuple[Path, int, int, np.ndarray, float]) -> dict[str, np.ndarray]:
+    """Per-sample chrX sums of one block: (pgen, start, stop, non-PAR mask, least MAF)."""
+    pgen, start, stop, keep, min_af = task
+    g = _store.read_genotypes(pgen, start, stop)[keep]
     called = g >= 0
     n_called = called.sum(axis=1)
     p = np.where(called, g, 0).sum(axis=1) / np.maximum(2 * n_called, 1)
     informative = (n_called > 0) & (np.minimum(p, 1 - p) >= max(min_af, 1e-12))
     g, called, p = g[informative], called[informative], p[informative]
-    sums["x_called"][:] += called.sum(axis=0)
-    sums["x_het"][:] += (g == 1).sum(axis=0)
-    sums["x_expected_het"][:] += (2 * p * (1 - p)).astype(np.float64) @ called
+    return {
+        "x_called": called.sum(axis=0),
+        "x_het": (g == 1).sum(axis=0),
+        "x_expected_het": (2 * p * (1 - p)).astype(np.float64) @ called,
+    }
+
+
+def _block_sums(
+    root: Path, variants: pd.DataFrame, contigs: list[str], n: int, config: SampleQcConfig,
+    executor: Executor, progress: Progress | None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per-sample sums over every autosomal and chrX block, reduced in block order."""
+    auto, x = [], []
+    for contig in contigs:
+        sub = variants[variants[c.CHROM] == contig].reset_index(drop=True)
+        pgen = root / f"{contig}.pgen"
+        ref, alt = sub[c.REF].to_numpy(), sub[c.ALT].to_numpy()
+        blocks = [(a, min(len(sub), a + _store.READ_BLOCK))
+                  for a in range(0, len(sub), _store.READ_BLOCK)]  # fmt: skip
+        if _is_autosome(contig):
+            ac = sub[c.VARIANT_AC].to_numpy()
+            auto += [(pgen, a, b, ref[a:b], alt[a:b], ac[a:b]) for a, b in blocks]
+        elif _is_x(contig):
+            keep = chrx_nonpar(sub[c.POS].to_numpy())
+            x += [(pgen, a, b, keep[a:b], config.x_min_af) for a, b in blocks]
+    sums = {k: np.zeros(n) for k in _SUMS}
+    total = max(len(auto) + len(x), 1)
+    done = 0
+    for fn, tasks in ((_autosome_block, auto), (_x_block, x)):
+        for part in executor.map(fn, tasks):
+            for key, value in part.items():
+                sums[key] += value
+            done += 1
+            if progress:
+                progress("sample QC", done / (total + 1))
+    return sums
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -144,24 +179,27 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _concordance_genotypes(root: Path, contigs: list[str], config: SampleQcConfig) -> np.ndarray:
-    """Genotypes of common autosomal variants, evenly thinned, for pairwise concordance."""
+    """Genotypes of common autosomal variants, evenly thinned, for pairwise concordance.
+
+    Only the chosen rows are read, so memory is O(``concordance_max_variants`` x samples).
+    """
     variants = _store.read_variants(root)
-    blocks = []
+    found = []
     for contig in contigs:
-        sub = variants[variants[c.CHROM] == contig].reset_index(drop=True)
-        af = sub[c.VARIANT_AF].to_numpy(dtype=float)
+        af = variants.loc[variants[c.CHROM] == contig, c.VARIANT_AF].to_numpy(dtype=float)
         lo = config.concordance_min_af
         common = np.flatnonzero((af >= lo) & (af <= 1 - lo))
-        if len(common):
-            g = _store.read_genotypes(root / f"{contig}.pgen")
-            blocks.append(g[common])
-    if not blocks:
+        found += [(contig, int(k)) for k in common]
+    if not found:
         return np.zeros((0, 0), np.int8)
-    genotypes = np.concatenate(blocks)
-    if len(genotypes) > config.concordance_max_variants:
-        pick = np.linspace(0, len(genotypes) - 1, config.concordance_max_variants).astype(int)
-        genotypes = genotypes[pick]
-    return genotypes
+    if len(found) > config.concordance_max_variants:
+        pick = np.linspace(0, len(found) - 1, config.concordance_max_variants).astype(int)
+        found = [found[k] for k in pick]
+    blocks = []
+    for contig in dict.fromkeys(k for k, _ in found):
+        rows = np.array([i for k, i in found if k == contig], dtype=np.uint32)
+        blocks.append(_store.read_rows(root / f"{contig}.pgen", rows))
+    return np.concatenate(blocks)
 
 
 def sample_qc(
@@ -170,6 +208,7 @@ def sample_qc(
     config: SampleQcConfig | None = None,
     groups: pd.Series | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Compute sample QC metrics and flags over a cohort store.
 
@@ -183,7 +222,10 @@ def sample_qc(
         Optional group label per sample_id (e.g. predicted ancestry) for outlier
         strata; default one group of all samples.
     progress
-        Called with a label and the fraction of contigs done.
+        Called with a label and the fraction of blocks done.
+    executor
+        Where the block sums run (default in this process; see
+        :mod:`opencohort.genomics.executor`); results do not depend on it.
 
     Returns
     -------
@@ -205,7 +247,8 @@ def sample_qc(
 
     Notes
     -----
-    1. Autosomal metrics and chrX heterozygosity are summed over pgen blocks.
+    1. Autosomal metrics and chrX heterozygosity are summed over pgen blocks (one task
+       per block on the executor, reduced in block order).
     2. Sex: F on non-PAR chrX over variants with MAF >= ``x_min_af`` (as
        ``plink --check-sex``). When the caller models ploidy (some samples have haploid
        chrX calls), haploid samples are male, diploid ones female when F <= ``male_f``
@@ -226,20 +269,9 @@ def sample_qc(
     config = _parse_config(config)
     samples = _store.read_samples(root).reset_index(drop=True)
     n = len(samples)
-    sums = _Sums(n)
     variants = _store.read_variants(root)
     contigs = _store.store_contigs(root)
-    for done, contig in enumerate(contigs):
-        sub = variants[variants[c.CHROM] == contig].reset_index(drop=True)
-        if _is_autosome(contig) or _is_x(contig):
-            keep = chrx_nonpar(sub[c.POS].to_numpy()) if _is_x(contig) else None
-            for start, g in _store.iter_blocks(root / f"{contig}.pgen"):
-                if keep is None:
-                    _autosome_block(sums, g, sub.iloc[start : start + len(g)])
-                else:
-                    _x_block(sums, g[keep[start : start + len(g)]], config.x_min_af)
-        if progress:
-            progress("sample QC", (done + 1) / (len(contigs) + 1))
+    sums = _block_sums(root, variants, contigs, n, config, local_or(executor), progress)
     out = samples[[c.SAMPLE_ID, c.PARTICIPANT_ID, c.SEX_AT_BIRTH, c.BATCH]].copy()
     out["sample_call_rate"] = _ratio(sums["called"], sums["total"])
     out["sample_n_het"] = sums["het"]

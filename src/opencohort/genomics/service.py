@@ -12,6 +12,7 @@ import pandas as pd
 from opencohort.config import Home
 from opencohort.errors import NotFound
 from opencohort.genomics import _store
+from opencohort.genomics.executor import Executor
 from opencohort.genomics.report import write_qc_report
 from opencohort.genomics.sample_qc import SampleQcConfig, sample_qc
 from opencohort.genomics.variant_qc import VariantQcConfig, variant_qc
@@ -42,6 +43,7 @@ def run_qc(
     progress: Callable[[str, float], None] | None = None,
     record_registry: bool = True,
     day: date | None = None,
+    executor: Executor | None = None,
 ) -> QcResult:
     """Run sample and variant QC on the home's store and write tables and report.
 
@@ -49,6 +51,8 @@ def run_qc(
     with the QC columns, and writes ``genomics/reports/qc/report.html`` with its plots.
     With `record_registry`, each sample's ``qc_passed`` or ``qc_failed`` step is recorded
     in the registry on `day` (default today, UTC), audited; samples already there are left.
+    `executor` runs the block kernels (default in this process; e.g. a Dask cluster from
+    :func:`opencohort.genomics.executor.dask_cluster`).
 
     Raises
     ------
@@ -58,8 +62,12 @@ def run_qc(
     root = _store.store_dir(home)
     if not (root / _store.SAMPLES_FILE).exists():
         raise NotFound(f"no genotype store in {root}; run 'opencohort genomics ingest DIR' first")
-    samples = sample_qc(root, config=sample_config, groups=groups, progress=progress)
-    variants = variant_qc(root, groups=groups, config=variant_config, progress=progress)
+    samples = sample_qc(
+        root, config=sample_config, groups=groups, progress=progress, executor=executor
+    )
+    variants = variant_qc(
+        root, groups=groups, config=variant_config, progress=progress, executor=executor
+    )
     samples.to_parquet(root / SAMPLE_QC_FILE, index=False)
     variants.to_parquet(root / _store.VARIANTS_FILE, index=False)
     report = write_qc_report(samples, variants, home.root / QC_REPORT_DIR)

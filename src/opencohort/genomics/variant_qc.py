@@ -13,6 +13,7 @@ from opencohort.errors import ConfigError
 from opencohort.genomics import _columns as c
 from opencohort.genomics import _store
 from opencohort.genomics._qc_kernels import chrx_nonpar, hwe_exact
+from opencohort.genomics.executor import Executor, local_or
 
 EXCESS_HET_PHRED = 54.69
 """GATK/GVS ExcessHet cutoff: phred of p = 3.4e-6 (z = -4.5)."""
@@ -82,6 +83,7 @@ def variant_qc(
     groups: pd.Series | None = None,
     config: VariantQcConfig | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Add QC statistics and flags to the store's variant table.
 
@@ -96,6 +98,9 @@ def variant_qc(
         Thresholds (default :class:`VariantQcConfig`).
     progress
         Called with a label and the fraction of contigs done.
+    executor
+        Where the per-block genotype counts run (default in this process; see
+        :mod:`opencohort.genomics.executor`); results do not depend on it.
 
     Returns
     -------
@@ -112,7 +117,8 @@ def variant_qc(
 
     Notes
     -----
-    1. Genotype counts per group come from one matrix product per pgen block.
+    1. Genotype counts per group come from one matrix product per pgen block (one
+       executor task per block).
     2. HWE uses diploid calls only: on non-PAR chrX, samples haploid there are left out
        (PLINK 2 reports chrX separately, with its own method; ours is the female-only
        exact test).
@@ -120,6 +126,7 @@ def variant_qc(
        same exact distribution (GATK computes it the same way).
     """
     config = _parse_config(config)
+    executor = local_or(executor)
     samples = _store.read_samples(root).reset_index(drop=True)
     variants = _store.read_variants(root)
     ids = samples[c.SAMPLE_ID]
@@ -138,9 +145,12 @@ def variant_qc(
         if haploid.any():
             onehot[haploid.to_numpy()] = 0
         counts = [np.zeros((len(sub), member.shape[1]), np.int64) for _ in range(3)]
-        for start, g in _store.iter_blocks(root / f"{contig}.pgen"):
-            for total, part in zip(counts, genotype_counts(g, onehot), strict=True):
-                total[start : start + len(g)] = part
+        pgen = root / f"{contig}.pgen"
+        starts = range(0, len(sub), _store.READ_BLOCK)
+        tasks = [(pgen, a, min(len(sub), a + _store.READ_BLOCK), onehot) for a in starts]
+        for (_, a, b, _), block in zip(tasks, executor.map(_block_counts, tasks), strict=True):
+            for total, part in zip(counts, block, strict=True):
+                total[a:b] = part
         if contig in ("chrX", "X") and haploid.any():
             par = ~chrx_nonpar(sub[c.POS].to_numpy())
             if par.any():  # pseudo-autosomal: everyone is diploid
@@ -161,6 +171,12 @@ def variant_qc(
     ]
     out["variant_qc_pass"] = ~out[flags].any(axis=1)
     return out
+
+
+def _block_counts(task: tuple[Path, int, int, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """:func:`genotype_counts` of one block: (pgen, start, stop, membership)."""
+    pgen, start, stop, onehot = task
+    return genotype_counts(_store.read_genotypes(pgen, start, stop), onehot)
 
 
 def _par_counts(
