@@ -41,6 +41,7 @@ PLINK_THREADS = "2"
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
+import opencohort.genomics  # imported before the clock starts
 step, args = sys.argv[1], sys.argv[2:]
 start, cpu = time.perf_counter(), time.process_time()
 extra = {}
@@ -58,8 +59,11 @@ elif step == "king":
     pairs.to_parquet(args[1])
     extra = {"pairs": len(pairs)}
 elif step == "qc":
-    from opencohort.genomics import sample_qc, variant_qc
-    extra = {"samples": len(sample_qc(Path(args[0]))), "variants": len(variant_qc(Path(args[0])))}
+    from opencohort.genomics import SampleQcConfig, sample_qc, variant_qc
+    # concordance (duplicates, swaps) is all pairs, like kinship: left out of the memory run
+    config = SampleQcConfig(concordance_max_variants=0)
+    extra = {"samples": len(sample_qc(Path(args[0]), config=config)),
+             "variants": len(variant_qc(Path(args[0])))}
 elif step == "ancestry":
     import numpy as np
     from opencohort.genomics import _store, classify, fit_ancestry, project_genotypes, read_panel
@@ -148,6 +152,44 @@ def subset_store(store: Path, out: Path, merged: Path, n: int) -> None:
     )  # fmt: skip
 
 
+def dummy_store(out: Path, samples: int, variants: int) -> Path:
+    """A store of random genotypes (``plink2 --dummy``, 2% missing) on one contig, untimed."""
+    out.mkdir(parents=True, exist_ok=True)
+    prefix = out / "chr1"
+    subprocess.run(
+        ["plink2", "--dummy", str(samples), str(variants), "0.02", "acgt", "--threads",
+         PLINK_THREADS, "--make-pgen", "--out", str(prefix)], capture_output=True, check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["plink2", "--pfile", str(prefix), "--geno-counts", "--threads", PLINK_THREADS,
+         "--out", str(prefix)], capture_output=True, check=True,
+    )  # fmt: skip
+    counts = pd.read_csv(prefix.with_suffix(".gcount"), sep="\t")
+    ref_hom, het, alt_hom = (counts[k].to_numpy() for k in
+                             ("HOM_REF_CT", "HET_REF_ALT_CTS", "TWO_ALT_GENO_CTS"))  # fmt: skip
+    called = ref_hom + het + alt_hom
+    pvar = pd.read_csv(prefix.with_suffix(".pvar"), sep="\t", comment=None)
+    pd.DataFrame(
+        {
+            "variant_id": "chr1:" + pvar["POS"].astype(str) + ":" + pvar["REF"] + ":" + pvar["ALT"],
+            "chrom": "chr1", "pos": pvar["POS"], "ref": pvar["REF"], "alt": pvar["ALT"],
+            "variant_call_rate": called / samples, "variant_ac": het + 2 * alt_hom,
+            "variant_an": 2 * called, "variant_af": (het + 2 * alt_hom) / (2 * called),
+            "variant_n_het": het, "variant_n_hom_alt": alt_hom,
+        }
+    ).to_parquet(out / "variants.parquet", index=False)  # fmt: skip
+    psam = pd.read_csv(prefix.with_suffix(".psam"), sep="\t")
+    ids = psam["#IID"] if "#IID" in psam else psam["IID"]
+    frame = pd.DataFrame({"sample_id": ids.astype(str), "participant_id": ids.astype(str)})
+    frame["sex_at_birth"] = psam["SEX"].map({1: "male", 2: "female"}).fillna("unknown").to_numpy()
+    frame["batch"] = "dummy"
+    frame["sample_haploid_contigs"] = ""
+    for name in ("n_het", "ab_dispersion_sum", "stray_reads", "hom_depth", "called"):
+        frame[f"sample_raw_{name}"] = float("nan")
+    frame.to_parquet(out / "samples.parquet", index=False)
+    return out
+
+
 def main() -> None:
     """Run the benchmark and write bench/results/genomics.json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -156,6 +198,8 @@ def main() -> None:
     parser.add_argument("--king-samples", type=int, default=2000)
     parser.add_argument("--ancestry-samples", type=int, default=100_000)
     parser.add_argument("--steps", default="import,freq,king,ancestry,memory")
+    parser.add_argument("--memory-size", default="50000x500000",
+                        help="SAMPLESxVARIANTS of the random store of step 'scale'")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("plink2") is None:
         sys.exit("plink2 is not installed (scripts/system-packages.sh)")
@@ -171,7 +215,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         (work / "plink_import").mkdir(parents=True)
         rows["import"] = {
-            "ours": ours("import", str(delivery), str(home)),
+            "ours": ours("import", str(args.data / "genomes"), str(home)),
             "plink2": plink2_each(
                 [
                     [
@@ -230,6 +274,11 @@ def main() -> None:
                                          str(panel))}  # fmt: skip
     if "memory" in steps:
         rows["memory"] = {"qc": ours("qc", str(store)), "freq": ours("freq", str(store))}
+    if "scale" in steps:
+        n, m = (int(v) for v in args.memory_size.split("x"))
+        big = dummy_store(work / f"dummy_{n}x{m}", n, m)
+        rows["scale"] = {"samples": n, "variants": m,
+                         "qc": ours("qc", str(big)), "freq": ours("freq", str(big))}  # fmt: skip
     for row in rows.values():
         if "plink2" in row:
             row["ratio_wall"] = row["plink2"]["seconds"] / row["ours"]["seconds"]

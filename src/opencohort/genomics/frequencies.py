@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pgenlib
 
 from opencohort.errors import NotFound
 from opencohort.genomics import _columns as c
 from opencohort.genomics import _store
 from opencohort.genomics._qc_kernels import chrx_nonpar
 from opencohort.genomics.executor import Executor, local_or
-from opencohort.genomics.variant_qc import genotype_counts
 
 ALL = "all"
 OTHER = "oth"
@@ -67,10 +67,10 @@ def allele_frequencies(
 
     Notes
     -----
-    1. Genotype counts per group are one matrix product per pgen block, separately for
-       diploid samples and for samples called haploid on the contig (outside the chrX
-       pseudo-autosomal regions), since the store keeps haploid calls as 0/2 (one
-       executor task per block).
+    1. Genotype counts per group are pgenlib popcounts over each group's samples, per
+       block of variants (one executor task per block), separately for diploid samples
+       and for samples called haploid on the contig (outside the chrX pseudo-autosomal
+       regions), since the store keeps haploid calls as 0/2.
     2. ``AC = het + 2 hom_alt`` (diploid) ``+ hemi_alt``; ``AN = 2 called`` (diploid)
        ``+ called`` (haploid); this equals ``plink2 --freq`` counts on autosomes.
     3. popmax is the group with the highest AF among groups other than ``oth``; ties go to
@@ -118,26 +118,50 @@ def _block_counts(
 ) -> dict[str, np.ndarray]:
     """Counts of one block: (pgen, start, stop, haploid samples and non-PAR rows, membership).
 
-    Diploid calls count as they are, haploid calls with 2 as one allele.
+    Diploid calls count as they are, haploid calls with 2 as one allele. Genotype counts
+    come from pgenlib's per-variant ``count`` on each group's sample subset (popcounts
+    over the packed genotypes, as plink2), never from a decoded genotype matrix.
     """
     pgen, start, stop, hemi, member = task
-    g = _store.read_genotypes(pgen, start, stop)
-    ploidy1 = np.zeros(g.shape, dtype=bool)
-    if hemi is not None:
-        haploid, nonpar = hemi
-        ploidy1[:] = haploid[None, :]
-        if nonpar is not None:
-            ploidy1 &= nonpar[:, None]
-    dip = np.where(ploidy1, -9, g).astype(np.int8)
-    hap = np.where(ploidy1, g, -9).astype(np.int8)
-    ref, het, alt = genotype_counts(dip, member)
-    h_ref, _, h_alt = genotype_counts(hap, member)
+    rows, groups = stop - start, member.shape[1]
+    dip, hap = np.zeros((3, rows, groups), np.int64), np.zeros((3, rows, groups), np.int64)
+    haploid, hemi_rows = (None, None) if hemi is None else hemi
+    if haploid is not None and hemi_rows is None:
+        hemi_rows = np.ones(rows, dtype=bool)
+    with pgenlib.PgenReader(str(pgen).encode()) as reader:
+        for k in range(groups):
+            in_group = member[:, k] > 0
+            if haploid is None:
+                dip[:, :, k] = _subset_counts(reader, in_group, start, stop)
+                continue
+            full = _subset_counts(reader, in_group, start, stop)
+            split = _subset_counts(reader, in_group & ~haploid, start, stop)
+            dip[:, :, k] = np.where(hemi_rows[None, :], split, full)
+            hap[:, :, k] = np.where(hemi_rows[None, :], full - split, 0)
+    ref, het, alt = dip
+    h_ref, _, h_alt = hap
     return {
         "ac": het + 2 * alt + h_alt,
         "an": 2 * (ref + het + alt) + h_ref + h_alt,
         "n_hom_alt": alt,
         "n_hemi_alt": h_alt,
     }
+
+
+def _subset_counts(
+    reader: pgenlib.PgenReader, keep: np.ndarray, start: int, stop: int
+) -> np.ndarray:
+    """(3, stop - start) hom-ref, het and hom-alt counts of variants among ``keep`` samples."""
+    out = np.zeros((3, stop - start), np.int64)
+    if not keep.any():
+        return out
+    subset = np.flatnonzero(keep).astype(np.uint32)
+    reader.change_sample_subset(None if len(subset) == len(keep) else subset)
+    buf = np.zeros(4, np.uint32)
+    for row, variant in enumerate(range(start, stop)):
+        reader.count(variant, buf)
+        out[:, row] = buf[:3]
+    return out
 
 
 def _table(sub: pd.DataFrame, stats: dict[str, np.ndarray], names: list[str]) -> pd.DataFrame:

@@ -190,11 +190,11 @@ def _concordance_genotypes(root: Path, contigs: list[str], config: SampleQcConfi
         lo = config.concordance_min_af
         common = np.flatnonzero((af >= lo) & (af <= 1 - lo))
         found += [(contig, int(k)) for k in common]
-    if not found:
-        return np.zeros((0, 0), np.int8)
     if len(found) > config.concordance_max_variants:
         pick = np.linspace(0, len(found) - 1, config.concordance_max_variants).astype(int)
         found = [found[k] for k in pick]
+    if not found:
+        return np.zeros((0, 0), np.int8)
     blocks = []
     for contig in dict.fromkeys(k for k, _ in found):
         rows = np.array([i for k, i in found if k == contig], dtype=np.uint32)
