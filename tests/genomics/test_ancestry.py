@@ -221,3 +221,14 @@ def test_shrinkage_factors__match_refitting_and_theory() -> None:
     # pure-noise axes shrink to about 1 / (1 + sqrt(m / n_train)) (Lee, Zou & Wright 2010)
     noise = 1 / (1 + np.sqrt(m / (0.8 * n)))
     assert np.all(np.abs(factors[1:] - noise) < 0.35 * noise)
+
+
+def test_pca_fit__lanczos_path_matches_numpy_svd() -> None:
+    rng = np.random.default_rng([5, 5])
+    g = rng.integers(0, 3, size=(150, 1200)).astype(np.int8)  # 1,200 samples: eigsh path
+    g[:, :600] = np.minimum(g[:, :600] + (rng.random((150, 1)) < 0.5), 2)
+    x = hwe_normalize(g, g.mean(axis=1) / 2, len(g))
+    values, scores, _ = pca_fit(x, 6)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    np.testing.assert_allclose(values, s[:6] ** 2, rtol=1e-8)
+    np.testing.assert_allclose(np.abs(scores), np.abs(vt[:6].T * s[:6]), atol=1e-8)

@@ -89,7 +89,7 @@ def dask_cluster(n_workers: int = 2, *, memory_limit: str = "auto") -> Iterator[
             n_workers=n_workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: several clusters may run at once
             memory_limit=memory_limit,
         ) as cluster,
         Client(cluster) as client,
