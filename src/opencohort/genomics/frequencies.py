@@ -152,16 +152,14 @@ def _subset_counts(
     reader: pgenlib.PgenReader, keep: np.ndarray, start: int, stop: int
 ) -> np.ndarray:
     """(3, stop - start) hom-ref, het and hom-alt counts of variants among ``keep`` samples."""
-    out = np.zeros((3, stop - start), np.int64)
+    counts = np.zeros((stop - start, 4), np.uint32)
     if not keep.any():
-        return out
+        return counts[:, :3].T.astype(np.int64)
     subset = np.flatnonzero(keep).astype(np.uint32)
     reader.change_sample_subset(None if len(subset) == len(keep) else subset)
-    buf = np.zeros(4, np.uint32)
     for row, variant in enumerate(range(start, stop)):
-        reader.count(variant, buf)
-        out[:, row] = buf[:3]
-    return out
+        reader.count(variant, counts[row])
+    return counts[:, :3].T.astype(np.int64)
 
 
 def _table(sub: pd.DataFrame, stats: dict[str, np.ndarray], names: list[str]) -> pd.DataFrame:
