@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO := demo
+ANALYSIS := $(DEMO)/home/analysis
+GENOTYPES := $(DEMO)/home/releases/r1/controlled/genomics/genotypes
 
 .PHONY: demo test system lint lock clean
 
@@ -35,7 +37,11 @@ demo: $(STAMP)
 	$(BIN)/opencohort curate run --home $(DEMO)/home --release r1
 	$(BIN)/opencohort release check --home $(DEMO)/home r1
 	$(BIN)/opencohort release show --home $(DEMO)/home r1
-	@echo "demo done: program home in $(DEMO)/home (reports in $(DEMO)/home/reports and $(DEMO)/home/genomics/reports)"
+	# analysis: the planted chr6 BMI locus and asthma variant (seed 42, synthetic/truth/effects.csv)
+	$(BIN)/opencohort phenotype --home $(DEMO)/home --release r1 --tier controlled --out $(ANALYSIS)/phenotypes
+	$(BIN)/opencohort gwas --pfile $(GENOTYPES).chr6 --pheno $(ANALYSIS)/phenotypes/pheno.tsv --pheno-name bmi_median --covar $(ANALYSIS)/phenotypes/covar.tsv --out $(ANALYSIS)/gwas/chr6
+	$(BIN)/opencohort phewas --home $(DEMO)/home --phenotypes $(ANALYSIS)/phenotypes/phenotypes.parquet --pfile $(GENOTYPES).chr6 --variant chr6:18138651:A:G --out $(ANALYSIS)/phewas
+	@echo "demo done: program home in $(DEMO)/home (reports in $(DEMO)/home/reports, $(DEMO)/home/genomics/reports and $(ANALYSIS))"
 
 test: $(STAMP) system
 	$(BIN)/ruff check src tests bench
