@@ -44,7 +44,7 @@ def missing_index(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with it and summing over the middle axis adds up exactly the missing samples' rows.
     """
     n_var, n = missing.shape
-    rows, cols = np.nonzero(missing)
+    rows, cols = np.divmod(np.flatnonzero(missing), n)
     counts = np.bincount(rows, minlength=n_var)
     index = np.full((n_var, int(counts.max()) if counts.size else 0), n, dtype=np.intp)
     starts = np.cumsum(counts) - counts
@@ -193,6 +193,9 @@ class LogisticModel:
         cross-information and score at the null fit.
     null_w
         Null-fit weights p0 (1 - p0).
+    null_proj32, null_w32
+        float32 copies of ``null_proj`` and ``null_w``: the null system only sets the first
+        Newton step, so single precision does not change the converged fit.
     null_rows
         [Q sqrt(w0) | (y - p0) / sqrt(w0)] with a zero row appended, gathered at a variant's
         missing samples to drop them from its null-fit system.
@@ -211,6 +214,8 @@ class LogisticModel:
     null_proj: np.ndarray
     null_w: np.ndarray
     null_rows: np.ndarray
+    null_proj32: np.ndarray
+    null_w32: np.ndarray
     q32: np.ndarray
     q32_t: np.ndarray
     qq32: np.ndarray
@@ -233,6 +238,8 @@ class LogisticModel:
             null_score=resid @ q,
             null_proj=np.column_stack([q * w[:, None], resid]),
             null_w=w,
+            null_proj32=np.column_stack([q * w[:, None], resid]).astype(np.float32),
+            null_w32=w.astype(np.float32),
             null_rows=_padded(np.column_stack([q * np.sqrt(w)[:, None], resid / np.sqrt(w)])),
             q32=q32,
             q32_t=np.ascontiguousarray(q32.T),
@@ -387,8 +394,7 @@ def _null_system(
     missing call (gathered by :func:`missing_index`), instead of a full per-variant pass.
     """
     k = model.q.shape[1]
-    g = g.astype(np.float64)
-    prod = g @ model.null_proj
+    prod = (g @ model.null_proj32).astype(np.float64)
     h = np.empty((g.shape[0], k + 1, k + 1))
     h[:, :k, :k] = model.null_h
     score = np.empty((g.shape[0], k + 1))
@@ -400,7 +406,7 @@ def _null_system(
         h[rows, :k, :k] -= down[:, :, :k]
         score[rows, :k] -= down[:, :, k]
     h[:, :k, k] = h[:, k, :k] = prod[:, :k]
-    h[:, k, k] = (g * g) @ model.null_w
+    h[:, k, k] = np.square(g) @ model.null_w32
     score[:, k] = prod[:, k]
     return h, score
 
