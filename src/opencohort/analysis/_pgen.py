@@ -14,6 +14,8 @@ from opencohort.errors import InputError
 
 BLOCK_SIZE = 2048
 """Default number of variants decoded per block."""
+MISSING_CODE = -9.0
+"""The dosage pgenlib writes for a missing genotype."""
 
 
 def _skip_meta(path: Path) -> int:
@@ -80,7 +82,7 @@ def iter_raw_blocks(
     start: int = 0,
     stop: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Like :func:`iter_dosage_blocks`, but missing genotypes are left as pgenlib's -9."""
+    """Like :func:`iter_dosage_blocks`, but missing genotypes are left as :data:`MISSING_CODE`."""
     n_raw = len(pfile.samples)
     stop = len(pfile.variants) if stop is None else stop
     subset = None

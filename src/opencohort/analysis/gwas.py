@@ -12,7 +12,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from opencohort.analysis import _gwas_kernels as kern
-from opencohort.analysis._pgen import BLOCK_SIZE, PFile, iter_raw_blocks
+from opencohort.analysis._pgen import BLOCK_SIZE, MISSING_CODE, PFile, iter_raw_blocks
 from opencohort.errors import ConfigError, InputError
 
 RESULT_COLUMNS = [
@@ -90,12 +90,12 @@ def _a1_flip(raw: np.ndarray) -> np.ndarray:
 
     As in plink2, REF is A1 when the ALT frequency is at least one half (ties go to REF),
     except for constant variants, which keep ALT. ``raw`` holds dosages of every sample of
-    the fileset, negative where missing.
+    the fileset, pgenlib's -9 where missing (no copy is made: four passes over the block).
     """
-    g, missing = kern.clean_block(raw, np.float32)
-    n_obs = g.shape[1] - np.count_nonzero(missing, axis=1)
-    total = g.sum(axis=1, dtype=np.float64)
-    constant = total == n_obs * g.max(axis=1, initial=0.0)
+    n_missing = np.count_nonzero(raw < 0, axis=1)
+    n_obs = raw.shape[1] - n_missing
+    total = raw.sum(axis=1, dtype=np.float64) - MISSING_CODE * n_missing
+    constant = total == n_obs * raw.max(axis=1, initial=0.0)
     return (total >= n_obs) & ~constant
 
 
