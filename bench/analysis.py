@@ -69,12 +69,14 @@ def main() -> None:
         if args.only in (None, "gwas"):
             step("gwas inputs")
             root = gwas.inputs(args.data / "gwas", args.samples, args.variants, args.covariates)
-            result["gwas"] = {
-                "machine": machine(),
-                "samples": args.samples, "variants": args.variants,
-                "covariates": args.covariates,
-                **gwas.benchmark(root, plink2_ten=args.plink2_ten, step=step),
-            }  # fmt: skip
+            head = {"machine": machine(), "samples": args.samples, "variants": args.variants,
+                    "covariates": args.covariates}  # fmt: skip
+
+            def save(part: dict) -> None:
+                result["gwas"] = {**head, **part}
+                _write(result)
+
+            save(gwas.benchmark(root, plink2_ten=args.plink2_ten, step=step, save=save))
         if args.only in (None, "phewas"):
             step("phewas inputs")
             root, described = phewas.inputs(args.data / "phewas", args.participants)
@@ -82,9 +84,13 @@ def main() -> None:
                 "machine": machine(),
                 **phewas.benchmark(root, described, phetk_python=args.phetk_python, step=step),
             }
+    _write(result)
+    Console().print(_table(result))
+
+
+def _write(result: dict) -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    Console().print(_table(result))
 
 
 if __name__ == "__main__":

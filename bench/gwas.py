@@ -138,12 +138,18 @@ def inputs(data: Path, samples: int, variants: int, covariates: int) -> Path:
     return root
 
 
-def benchmark(root: Path, *, plink2_ten: bool, step: Callable[[str], None]) -> dict:
+def benchmark(
+    root: Path,
+    *,
+    plink2_ten: bool,
+    step: Callable[[str], None],
+    save: Callable[[dict], None],
+) -> dict:
     """Time our scans and plink2's on the fileset at ``root``; ratios, agreement and load.
 
     plink2 runs the ten traits one by one only with ``plink2_ten``; otherwise that peer time
     is the single-trait linear run times ten (each trait is the same workload) and is marked
-    as an estimate.
+    as an estimate. ``save`` gets the runs so far after each one, so a cut-off run keeps them.
     """
     if shutil.which("plink2") is None:
         sys.exit("plink2 is not installed")
@@ -163,6 +169,7 @@ def benchmark(root: Path, *, plink2_ten: bool, step: Callable[[str], None]) -> d
         load = os.getloadavg()
         rows.setdefault(name, {})[tool] = {**run(), "loadavg_before": load,
                                            "loadavg_after": os.getloadavg()}  # fmt: skip
+        save({"runs": rows, "complete": False})
     if not plink2_ten:
         one = rows["linear_1"]["plink2"]
         rows["linear_10"]["plink2"] = {
@@ -177,6 +184,7 @@ def benchmark(root: Path, *, plink2_ten: bool, step: Callable[[str], None]) -> d
         "plink2": subprocess.run(["plink2", "--version"], capture_output=True, text=True).stdout,
         "agreement_with_plink2": agreement(root),
         "runs": rows,
+        "complete": True,
         "targets": {"linear_1": 5, "logistic_1": 2, "linear_10": 5, "peak_rss_mb": 2048},
     }
 
