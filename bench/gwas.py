@@ -1,34 +1,27 @@
-"""Benchmark the GWAS scan against ``plink2 --glm`` on the same PLINK 2 fileset.
+"""The GWAS part of ``bench/analysis.py``: our scans against ``plink2 --glm`` on one fileset.
 
 Makes a random fileset (samples x variants, 2% missing calls), 10 quantitative traits, one
-binary trait and covariates, then times ``linear_gwas`` (1 and 10 traits in one pass),
-``logistic_gwas`` (1 trait), and plink2 --glm hide-covar with ``--threads 2`` on the same
-inputs. Each of our runs is a subprocess so peak RSS is its own. Wall and CPU seconds are
-both recorded: on a shared machine CPU seconds are the steadier comparison. Writes
-``bench/results/gwas.json``.
-
-    python bench/gwas.py [--samples 2000] [--variants 50000] [--covariates 10]
+binary trait and covariates (once; later runs reuse it), then times ``linear_gwas`` (1 and 10
+traits in one pass), ``logistic_gwas`` (1 trait), and plink2 --glm hide-covar with
+``--threads 2`` on the same inputs. Each of our runs is a subprocess so peak RSS is its own.
+Wall and CPU seconds are both recorded.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pgenlib
-
-RESULTS = Path(__file__).parent / "results"
 
 _CHILD = """
 import json, resource, sys, time
@@ -115,7 +108,7 @@ def agreement(root: Path) -> dict:
     """Largest relative BETA/SE differences from plink2, and rows whose A1 differs (ties)."""
     out = {}
     for kind, name, ours_file, ref_file, beta, se in (
-        ("linear", "q3", "ours.linear.10.parquet", "plink.ten.q3.glm.linear", "BETA", "SE"),
+        ("linear", "q0", "ours.linear.1.parquet", "plink.one.q0.glm.linear", "BETA", "SE"),
         ("logistic", "case", "ours.logistic.1.parquet", "plink.case.case.glm.logistic.hybrid",
          "OR", "LOG(OR)_SE"),
     ):  # fmt: skip
@@ -128,47 +121,74 @@ def agreement(root: Path) -> dict:
             "max_rel_beta": float(np.max(np.abs(ours_beta[same] / ref.loc[same, beta] - 1))),
             "max_rel_se": float(np.max(np.abs(ours.loc[same, "SE"] / ref.loc[same, se] - 1))),
             "a1_differs_at_freq_one_half": int((ours["A1"] != ref["A1"]).sum()),
+            "rows_compared": int(same.sum()),
         }
     return out
 
 
-def main() -> None:
-    """Run the benchmark and write bench/results/gwas.json."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--variants", type=int, default=50_000)
-    parser.add_argument("--covariates", type=int, default=10)
-    args = parser.parse_args()
+def inputs(data: Path, samples: int, variants: int, covariates: int) -> Path:
+    """The benchmark fileset under ``data``, made once (under a temporary name, then renamed)."""
+    root = data / f"s{samples}_v{variants}_c{covariates}"
+    if not root.exists():
+        partial = data / f"{root.name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        make_inputs(partial, samples, variants, covariates)
+        partial.rename(root)
+    return root
+
+
+def benchmark(
+    root: Path,
+    *,
+    plink2_ten: bool,
+    step: Callable[[str], None],
+    save: Callable[[dict], None],
+) -> dict:
+    """Time our scans and plink2's on the fileset at ``root``; ratios, agreement and load.
+
+    plink2 runs the ten traits one by one only with ``plink2_ten``; otherwise that peer time
+    is the single-trait linear run times ten (each trait is the same workload) and is marked
+    as an estimate. ``save`` gets the runs so far after each one, so a cut-off run keeps them.
+    """
     if shutil.which("plink2") is None:
         sys.exit("plink2 is not installed")
     ten = [f"q{i}" for i in range(10)]
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        make_inputs(root, args.samples, args.variants, args.covariates)
-        rows = {
-            "linear_1": {"ours": run_ours(root, "linear", ["q0"]),
-                         "plink2": run_plink2(root, ["q0"], "one")},
-            "linear_10": {"ours": run_ours(root, "linear", ten),
-                          "plink2": run_plink2(root, ten, "ten")},
-            "logistic_1": {"ours": run_ours(root, "logistic", ["case"]),
-                           "plink2": run_plink2(root, ["case"], "case")},
+    plan = [
+        ("linear_1", "ours", lambda: run_ours(root, "linear", ["q0"])),
+        ("linear_1", "plink2", lambda: run_plink2(root, ["q0"], "one")),
+        ("linear_10", "ours", lambda: run_ours(root, "linear", ten)),
+        ("logistic_1", "ours", lambda: run_ours(root, "logistic", ["case"])),
+        ("logistic_1", "plink2", lambda: run_plink2(root, ["case"], "case")),
+    ]
+    if plink2_ten:
+        plan += [("linear_10", "plink2", lambda: _one_by_one(root, ten))]
+    rows: dict[str, dict] = {}
+    for name, tool, run in plan:
+        step(f"{name} {tool}")
+        load = os.getloadavg()
+        rows.setdefault(name, {})[tool] = {**run(), "loadavg_before": load,
+                                           "loadavg_after": os.getloadavg()}  # fmt: skip
+        save({"runs": rows, "complete": False})
+    if not plink2_ten:
+        one = rows["linear_1"]["plink2"]
+        rows["linear_10"]["plink2"] = {
+            "seconds": 10 * one["seconds"], "cpu_seconds": 10 * one["cpu_seconds"],
+            "estimate": "10 x the measured single-trait linear plink2 run",
         }  # fmt: skip
-        agree = agreement(root)
     for row in rows.values():
         row["speedup_wall"] = row["plink2"]["seconds"] / row["ours"]["seconds"]
         row["speedup_cpu"] = row["plink2"]["cpu_seconds"] / row["ours"]["cpu_seconds"]
-    result = {
-        "samples": args.samples, "variants": args.variants, "covariates": args.covariates,
-        "missing_rate": 0.02,
-        "load_average_at_end": os.getloadavg(), "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+    return {
+        "inputs": {"root": str(root), "missing_rate": 0.02, "traits": "q0..q9 N(0,1); case 30%"},
         "plink2": subprocess.run(["plink2", "--version"], capture_output=True, text=True).stdout,
-        "agreement_with_plink2": agree, "runs": rows,
-    }  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gwas.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+        "agreement_with_plink2": agreement(root),
+        "runs": rows,
+        "complete": True,
+        "targets": {"linear_1": 5, "logistic_1": 2, "linear_10": 5, "peak_rss_mb": 2048},
+    }
 
 
-if __name__ == "__main__":
-    main()
+def _one_by_one(root: Path, names: list[str]) -> dict:
+    runs = [run_plink2(root, [name], f"each.{name}") for name in names]
+    return {key: sum(r[key] for r in runs) for key in ("seconds", "cpu_seconds")}

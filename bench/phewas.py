@@ -1,37 +1,30 @@
-"""Benchmark the PheWAS against PheTK's on the same phecode counts and cohort files.
+"""The PheWAS part of ``bench/analysis.py``: ours against PheTK's on the same files.
 
 Makes a cohort (participants x one exposure dosage and 10 covariates: age, sex, EHR length,
 pc1..pc7) and per-person phecode counts for every phecode 1.2 code, with prevalences spread
-log-uniformly from 0.05% to 15% and a few planted exposure effects. Then times, each in its
-own subprocess, ``phecode_traits`` + ``phewas`` (from the two files to the result table) and
-PheTK's ``PheWAS(...).run()`` (logit, ``use_exclusion=True``, ``min_cases=50``,
-``min_phecode_count=2``, multithreading over the usable CPUs) on the same files, and compares
-the betas of phecodes both fit without Firth. PheTK needs ``numpy<2``, so it runs from its own
-virtual environment (``--phetk-python``; install ``phetk`` there, never in the project's).
-Writes ``bench/results/phewas.json``.
-
-    python bench/phewas.py [--participants 50000] [--phetk-python /path/to/venv/bin/python]
+log-uniformly from 0.05% to 15% and a few planted exposure effects (once; later runs reuse
+them). Then times, each in its own subprocess, ``phecode_traits`` + ``phewas`` (from the two
+files to the result table) and PheTK's ``PheWAS(...).run()`` (logit, ``use_exclusion=True``,
+``min_cases=50``, ``min_phecode_count=2``, multithreading over the usable CPUs) on the same
+files, and compares the betas of phecodes both fit without Firth. PheTK needs ``numpy<2``, so
+it runs from its own virtual environment (``--phetk-python``; install ``phetk`` there, never
+in the project's).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
-from machine import machine
 from opencohort.vocab import phecode_definitions
 
-RESULTS = Path(__file__).parent / "results"
 COVARIATES = ["age", "sex", "ehr_length", *[f"pc{i}" for i in range(1, 8)]]
 
 _OURS = """
@@ -146,23 +139,34 @@ def compare(root: Path) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--participants", type=int, default=50_000)
-    parser.add_argument("--phetk-python", default=os.environ.get("PHETK_PYTHON"))
-    args = parser.parse_args()
-    before = machine()
-    with tempfile.TemporaryDirectory(prefix="bench-phewas-") as tmp:
-        root = Path(tmp)
-        inputs = make_inputs(root, args.participants)
-        ours = _run(sys.executable, _OURS, root)
-        peer = _run(args.phetk_python, _PHETK, root) if args.phetk_python else None
-        check = compare(root) if peer else None
-    result = {
-        "benchmark": "phewas",
-        "machine": before,
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "inputs": inputs,
+def inputs(data: Path, participants: int) -> tuple[Path, dict]:
+    """The benchmark files under ``data``, made once; returns their folder and description."""
+    root = data / f"p{participants}"
+    if not root.exists():
+        partial = data / f"{root.name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        described = make_inputs(partial, participants)
+        (partial / "inputs.json").write_text(json.dumps(described))
+        partial.rename(root)
+    return root, json.loads((root / "inputs.json").read_text())
+
+
+def benchmark(root: Path, described: dict, *, phetk_python: str | None, step) -> dict:
+    """Time ours (and PheTK when its interpreter is given) on the files at ``root``."""
+    step("phewas ours")
+    load = os.getloadavg()
+    ours = {**_run(sys.executable, _OURS, root), "loadavg_before": load,
+            "loadavg_after": os.getloadavg()}  # fmt: skip
+    peer = check = None
+    if phetk_python:
+        step("phewas PheTK")
+        load = os.getloadavg()
+        peer = {**_run(phetk_python, _PHETK, root), "loadavg_before": load,
+                "loadavg_after": os.getloadavg()}  # fmt: skip
+        check = compare(root)
+    return {
+        "inputs": described,
         "ours": ours,
         "phetk": peer,
         "speedup": peer["seconds"] / ours["seconds"] if peer else None,
@@ -170,19 +174,3 @@ def main() -> None:
         "check": check,
         "targets": {"speedup": 20, "max_relative_beta_difference": 1e-6},
     }
-    table = Table(title=f"PheWAS, {args.participants:,} participants, 10 covariates")
-    for column in ("tool", "wall s", "CPU s", "peak RSS MB"):
-        table.add_column(column)
-    for name, row in (("opencohort", ours), ("PheTK 0.3.6", peer)):
-        if row:
-            table.add_row(name, f"{row['seconds']:.1f}", f"{row['cpu_seconds']:.1f}",
-                          f"{row['peak_rss_mb']:.0f}")  # fmt: skip
-    Console().print(table)
-    if check:
-        Console().print(f"speed-up {result['speedup']:.1f}x; {check}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "phewas.json").write_text(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.special import expit, ndtr, stdtr
 
 DEGENERATE = 1e-10
@@ -21,18 +20,36 @@ def orthonormal_basis(covariates: np.ndarray) -> np.ndarray:
     return q
 
 
-def _outer_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise outer products of a (n x K) and b (n x L), flattened to n x (K*L)."""
-    return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
+def _padded(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (n x L) with a zero row appended: the target of :func:`missing_index` padding."""
+    return np.vstack([rows, np.zeros((1, rows.shape[1]))])
 
 
-def _sparse_rows(mask: np.ndarray, counts: np.ndarray) -> sp.csr_matrix:
-    """CSR 0/1 matrix of a boolean (rows x n) mask whose row sums are ``counts``."""
-    flat = np.flatnonzero(mask)
-    indptr = np.zeros(mask.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    data = np.ones(flat.size)
-    return sp.csr_matrix((data, flat % mask.shape[1], indptr), shape=mask.shape)
+def clean_block(raw: np.ndarray, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """A dosage block (variants x n) as ``dtype`` with missing calls set to 0, and their mask.
+
+    A call is missing when it is NaN or negative (pgenlib's -9).
+    """
+    g = raw.astype(dtype)
+    missing = ~(g >= 0)
+    np.copyto(g, 0, where=missing)
+    return g, missing
+
+
+def missing_index(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample indices of each variant's missing calls, padded with n, and their counts.
+
+    Returns a (variants x m) index array, m the largest count, whose padding points one past
+    the last sample (the zero row of :func:`_padded` tables), so that gathering a padded table
+    with it and summing over the middle axis adds up exactly the missing samples' rows.
+    """
+    n_var, n = missing.shape
+    rows, cols = np.divmod(np.flatnonzero(missing), n)
+    counts = np.bincount(rows, minlength=n_var)
+    index = np.full((n_var, int(counts.max()) if counts.size else 0), n, dtype=np.intp)
+    starts = np.cumsum(counts) - counts
+    index[rows, np.arange(rows.size) - starts[rows]] = cols
+    return index, counts
 
 
 @dataclass(frozen=True)
@@ -51,9 +68,9 @@ class LinearModel:
         [Q | Y - Q Q'Y] (n x (K+P)): one product with a genotype block gives G'Q and G'Y_r.
     yy, yyr
         Per-phenotype raw and residual sums of squares.
-    qq, qyy
-        Row-wise Q outer products (n x K^2) and Q x Y products (n x K*P), used to drop the
-        samples whose genotype is missing from the covariate fit.
+    qy_rows
+        [Q | Y] with a zero row appended ((n+1) x (K+P)): gathered at each variant's missing
+        samples to drop them from the covariate fit.
     """
 
     q: np.ndarray
@@ -62,8 +79,7 @@ class LinearModel:
     basis: np.ndarray
     yy: np.ndarray
     yyr: np.ndarray
-    qq: np.ndarray
-    qyy: np.ndarray
+    qy_rows: np.ndarray
 
     @classmethod
     def fit(cls, covariates: np.ndarray, y: np.ndarray) -> LinearModel:
@@ -78,8 +94,7 @@ class LinearModel:
             basis=np.hstack([q, yr]),
             yy=np.einsum("ij,ij->j", y, y),
             yyr=np.einsum("ij,ij->j", yr, yr),
-            qq=_outer_rows(q, q),
-            qyy=_outer_rows(q, y),
+            qy_rows=_padded(np.hstack([q, y])),
         )
 
 
@@ -87,15 +102,16 @@ def linear_block(model: LinearModel, genotypes: np.ndarray) -> dict[str, np.ndar
     """Linear-regression statistics of every variant in a block against every phenotype.
 
     Samples whose genotype is missing are dropped for that variant (as plink2 --glm does): the
-    covariate cross-products are downdated by those samples' rows, so the fit is exact, and
-    variants without missing calls use the plain residualised formulas.
+    covariate cross-products are downdated by those samples' rows (gathered, so the cost grows
+    with the number of missing calls, not samples), so the fit is exact; variants without
+    missing calls use the plain residualised formulas.
 
     Parameters
     ----------
     model
         The covariate and phenotype projection from :meth:`LinearModel.fit`.
     genotypes
-        Dosages (variants x n), NaN where missing.
+        Dosages (variants x n), NaN or negative where missing.
 
     Returns
     -------
@@ -103,21 +119,20 @@ def linear_block(model: LinearModel, genotypes: np.ndarray) -> dict[str, np.ndar
         ``beta``, ``se``, ``stat``, ``p`` (variants x P) and ``n_obs`` (variants).
     """
     k = model.q.shape[1]
-    n_pheno = model.y.shape[1]
-    missing = np.isnan(genotypes)
-    g = np.where(missing, 0.0, genotypes).astype(np.float64)
-    n_missing = missing.sum(axis=1)
+    g, missing = clean_block(genotypes)
+    index, n_missing = missing_index(missing)
     prod = g @ model.basis
-    gq, gyr = prod[:, :k], prod[:, k:].copy()
+    gq, gyr = prod[:, :k], prod[:, k:]
     gg = np.einsum("ij,ij->i", g, g)
     grr = gg - np.einsum("ij,ij->i", gq, gq)
     yyr = np.broadcast_to(model.yyr, gyr.shape).copy()
     rows = np.flatnonzero(n_missing)
     if rows.size:
-        mask = _sparse_rows(missing[rows], n_missing[rows])
-        gram = np.eye(k) - (mask @ model.qq).reshape(-1, k, k)
-        a_y = model.qy[None] - (mask @ model.qyy).reshape(-1, k, n_pheno)
-        yy_obs = model.yy[None] - mask @ (model.y**2)
+        gathered = model.qy_rows[index[rows]]
+        down = np.matmul(gathered[:, :, :k].transpose(0, 2, 1), gathered)
+        gram = np.eye(k) - down[:, :, :k]
+        a_y = model.qy[None] - down[:, :, k:]
+        yy_obs = model.yy[None] - np.einsum("rmp,rmp->rp", gathered[:, :, k:], gathered[:, :, k:])
         gy_obs = gyr[rows] + gq[rows] @ model.qy
         rhs = np.concatenate([gq[rows, :, None], a_y], axis=2)
         sol = np.linalg.solve(gram, rhs)
@@ -178,11 +193,17 @@ class LogisticModel:
         cross-information and score at the null fit.
     null_w
         Null-fit weights p0 (1 - p0).
-    null_qqw, null_qr
-        Row-wise Q outer products times w0 (n x K^2) and Q times (y - p0), to drop samples
-        whose genotype is missing.
+    null_proj32, null_w32
+        float32 copies of ``null_proj`` and ``null_w``: the null system only sets the first
+        Newton step, so single precision does not change the converged fit.
+    null_rows
+        [Q sqrt(w0) | (y - p0) / sqrt(w0)] with a zero row appended, gathered at a variant's
+        missing samples to drop them from its null-fit system.
     q32, q32_t, qq32, y32
         float32 copies for the Newton iterations; ``qq32`` holds the upper-triangle products.
+    y_logit
+        +inf for cases, -inf for controls (float32): the logit that makes a sample's fitted
+        probability equal its outcome, so it adds nothing to the score or the information.
     """
 
     q: np.ndarray
@@ -192,12 +213,14 @@ class LogisticModel:
     null_score: np.ndarray
     null_proj: np.ndarray
     null_w: np.ndarray
-    null_qqw: np.ndarray
-    null_qr: np.ndarray
+    null_rows: np.ndarray
+    null_proj32: np.ndarray
+    null_w32: np.ndarray
     q32: np.ndarray
     q32_t: np.ndarray
     qq32: np.ndarray
     y32: np.ndarray
+    y_logit: np.ndarray
 
     @classmethod
     def fit(cls, q: np.ndarray, y: np.ndarray) -> LogisticModel:
@@ -215,12 +238,14 @@ class LogisticModel:
             null_score=resid @ q,
             null_proj=np.column_stack([q * w[:, None], resid]),
             null_w=w,
-            null_qqw=_outer_rows(q, q) * w[:, None],
-            null_qr=q * resid[:, None],
+            null_proj32=np.column_stack([q * w[:, None], resid]).astype(np.float32),
+            null_w32=w.astype(np.float32),
+            null_rows=_padded(np.column_stack([q * np.sqrt(w)[:, None], resid / np.sqrt(w)])),
             q32=q32,
             q32_t=np.ascontiguousarray(q32.T),
             qq32=q32[:, rows] * q32[:, cols],
             y32=y.astype(np.float32),
+            y_logit=np.where(y > 0.5, np.inf, -np.inf).astype(np.float32),
         )
 
 
@@ -271,7 +296,7 @@ def logistic_block(
     model
         The trait's null fit from :meth:`LogisticModel.fit`.
     genotypes
-        Dosages (variants x n), NaN where missing.
+        Dosages (variants x n), NaN or negative where missing.
     firth, max_iter, tol
         Fallback mode and Newton settings.
 
@@ -281,19 +306,17 @@ def logistic_block(
     """
     q, y, null_beta = model.q, model.y, model.null_beta
     n_var, k = genotypes.shape[0], q.shape[1]
-    observed = ~np.isnan(genotypes)
-    g = np.where(observed, genotypes, 0.0).astype(np.float32)
-    # Missing calls get a logit of +inf (cases) or -inf (controls): p equals y, so the
-    # sample adds nothing to the score or the information, which drops it from the fit.
-    offset = np.where(observed, 0.0, np.where(y > 0.5, np.inf, -np.inf)).astype(np.float32)
-    has_missing = not observed.all()
+    g, missing = clean_block(genotypes, np.float32)
+    index, n_missing = missing_index(missing)
+    has_missing = bool(n_missing.any())
     coef = np.zeros((n_var, k + 1))
     coef[:, :k] = null_beta
     info = np.zeros((n_var, k + 1, k + 1))
     converged = np.zeros(n_var, dtype=bool)
     iterations = np.zeros(n_var, dtype=np.int64)
     tri_rows, tri_cols = np.triu_indices(k)
-    constant = ~(np.fmax.reduce(genotypes, axis=1) > np.fmin.reduce(genotypes, axis=1))
+    n_obs = g.shape[1] - n_missing
+    constant = g.sum(axis=1, dtype=np.float64) == n_obs * g.max(axis=1, initial=0.0)
     active = np.flatnonzero(~constant) if firth != "always" else np.arange(0)
     for iteration in range(max_iter):
         if active.size == 0:
@@ -301,13 +324,13 @@ def logistic_block(
         everything = active.size == n_var
         ga = g if everything else g[active]
         if iteration == 0:
-            h, score = _null_system(model, ga, ~observed[active])
+            h, score = _null_system(model, ga, index[active], n_missing[active])
         else:
             ca = coef[active].astype(np.float32)
             eta = ca[:, :k] @ model.q32_t
             eta += ca[:, k:] * ga
             if has_missing:
-                eta += offset if everything else offset[active]
+                np.copyto(eta, model.y_logit, where=missing if everything else missing[active])
             p = _sigmoid(eta)
             resid = model.y32 - p
             w = np.subtract(1.0, p, dtype=np.float32)
@@ -341,7 +364,7 @@ def logistic_block(
     used_firth = np.zeros(n_var, dtype=bool)
     if firth != "never":
         for i in np.flatnonzero(~converged & ~constant):
-            keep = observed[i]
+            keep = ~missing[i]
             x = np.column_stack([q[keep], g[i, keep]])
             fit = firth_logistic(x, y[keep], start=np.append(null_beta, 0.0))
             used_firth[i] = True
@@ -353,7 +376,7 @@ def logistic_block(
         se=se,
         z=z,
         p=2.0 * ndtr(-np.abs(z)),
-        n_obs=observed.sum(axis=1),
+        n_obs=n_obs,
         converged=converged,
         n_iterations=iterations,
         firth=used_firth,
@@ -362,26 +385,28 @@ def logistic_block(
 
 
 def _null_system(
-    model: LogisticModel, g: np.ndarray, missing: np.ndarray
+    model: LogisticModel, g: np.ndarray, index: np.ndarray, n_missing: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Information and score of every variant at the null fit (genotype effect zero).
 
     There the fitted probabilities are the same for all variants, so the system comes from
-    products of the genotype block with fixed vectors, plus sparse downdates for samples with a
-    missing call, instead of a full per-variant pass.
+    products of the genotype block with fixed vectors, minus the rows of samples with a
+    missing call (gathered by :func:`missing_index`), instead of a full per-variant pass.
     """
     k = model.q.shape[1]
-    prod = g @ model.null_proj
+    prod = (g @ model.null_proj32).astype(np.float64)
     h = np.empty((g.shape[0], k + 1, k + 1))
     h[:, :k, :k] = model.null_h
     score = np.empty((g.shape[0], k + 1))
     score[:, :k] = model.null_score
-    if missing.any():
-        mask = _sparse_rows(missing, missing.sum(axis=1))
-        h[:, :k, :k] -= (mask @ model.null_qqw).reshape(-1, k, k)
-        score[:, :k] -= mask @ model.null_qr
+    rows = np.flatnonzero(n_missing)
+    if rows.size:
+        gathered = model.null_rows[index[rows]]
+        down = np.matmul(gathered[:, :, :k].transpose(0, 2, 1), gathered)
+        h[rows, :k, :k] -= down[:, :, :k]
+        score[rows, :k] -= down[:, :, k]
     h[:, :k, k] = h[:, k, :k] = prod[:, :k]
-    h[:, k, k] = (g * g) @ model.null_w
+    h[:, k, k] = np.square(g) @ model.null_w32
     score[:, k] = prod[:, k]
     return h, score
 

@@ -14,6 +14,8 @@ from opencohort.errors import InputError
 
 BLOCK_SIZE = 2048
 """Default number of variants decoded per block."""
+MISSING_CODE = -9.0
+"""The dosage pgenlib writes for a missing genotype."""
 
 
 def _skip_meta(path: Path) -> int:
@@ -72,6 +74,34 @@ class PFile:
         return cls(pgen, read_pvar(Path(prefix + ".pvar")), read_psam(Path(prefix + ".psam")))
 
 
+def iter_raw_blocks(
+    pfile: PFile,
+    *,
+    sample_index: np.ndarray | None = None,
+    block_size: int = BLOCK_SIZE,
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Like :func:`iter_dosage_blocks`, but missing genotypes are left as :data:`MISSING_CODE`."""
+    n_raw = len(pfile.samples)
+    stop = len(pfile.variants) if stop is None else stop
+    subset = None
+    if sample_index is not None:
+        subset = np.ascontiguousarray(sample_index, dtype=np.uint32)
+        if subset.size and np.any(np.diff(subset.astype(np.int64)) <= 0):
+            raise InputError("iter_dosage_blocks: sample_index must be strictly increasing")
+    n = n_raw if subset is None else subset.size
+    reader = pgenlib.PgenReader(bytes(pfile.pgen), raw_sample_ct=n_raw, sample_subset=subset)
+    try:
+        for first in range(start, stop, block_size):
+            last = min(first + block_size, stop)
+            block = np.empty((last - first, n), dtype=np.float32)
+            reader.read_dosages_range(first, last, block)
+            yield first, block
+    finally:
+        reader.close()
+
+
 def iter_dosage_blocks(
     pfile: PFile,
     *,
@@ -96,25 +126,12 @@ def iter_dosage_blocks(
     Yields
     ------
     tuple of int and numpy.ndarray
-        The block's first variant index and a float32 array (variants x samples) of ALT-allele
-        dosages in [0, 2], NaN where the genotype is missing. The array is reused between blocks
-        only if the caller keeps no reference; each block is a fresh array.
+        The block's first variant index and a fresh float32 array (variants x samples) of
+        ALT-allele dosages in [0, 2], NaN where the genotype is missing.
     """
-    n_raw = len(pfile.samples)
-    stop = len(pfile.variants) if stop is None else stop
-    subset = None
-    if sample_index is not None:
-        subset = np.ascontiguousarray(sample_index, dtype=np.uint32)
-        if subset.size and np.any(np.diff(subset.astype(np.int64)) <= 0):
-            raise InputError("iter_dosage_blocks: sample_index must be strictly increasing")
-    n = n_raw if subset is None else subset.size
-    reader = pgenlib.PgenReader(bytes(pfile.pgen), raw_sample_ct=n_raw, sample_subset=subset)
-    try:
-        for first in range(start, stop, block_size):
-            last = min(first + block_size, stop)
-            block = np.empty((last - first, n), dtype=np.float32)
-            reader.read_dosages_range(first, last, block)
-            block[block == -9] = np.nan
-            yield first, block
-    finally:
-        reader.close()
+    blocks = iter_raw_blocks(
+        pfile, sample_index=sample_index, block_size=block_size, start=start, stop=stop
+    )
+    for first, block in blocks:
+        block[block < 0] = np.nan
+        yield first, block

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import fields
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from opencohort.analysis import _gwas_kernels as kern
-from opencohort.analysis._pgen import BLOCK_SIZE, PFile, iter_dosage_blocks
+from opencohort.analysis._pgen import BLOCK_SIZE, MISSING_CODE, PFile, iter_raw_blocks
 from opencohort.errors import ConfigError, InputError
 
 RESULT_COLUMNS = [
@@ -23,13 +25,16 @@ BETA is the effect of one A1 allele (a log odds ratio for logistic scans); STAT 
 (linear) or Z_STAT (logistic) column of plink2.
 """
 FIRTH_MODES = ("fallback", "always", "never")
-CHUNK_BYTES = 8 << 20
+VARIANT_COLUMNS = ("CHROM", "POS", "ID", "REF", "ALT")
+CHUNK_BYTES = 4 << 20
 """Float64 working-array size the kernels get per call.
 
-Blocks are cut into row chunks of about this size: arrays above glibc's 32 MB mmap ceiling
-are returned to the OS on free and page-faulted back in on every call, which cost more than
-the arithmetic in measurements on a 2-core VM.
+Blocks are cut into row chunks of about this size, so that a kernel's working arrays stay in
+the CPU's last-level cache and below glibc's mmap threshold (larger arrays are returned to the
+OS on free and page-faulted back in on every call).
 """
+BLOCK_BYTES = 64 << 20
+"""Largest decoded float32 block; with one block decoded ahead this bounds the genotype memory."""
 
 
 def _as_pfile(pfile: PFile | str | Path) -> PFile:
@@ -80,65 +85,91 @@ def _groups(values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(masks[key], np.array(cols)) for key, cols in patterns.items()]
 
 
-def _a1_flip(block: np.ndarray) -> np.ndarray:
+def _a1_flip(raw: np.ndarray) -> np.ndarray:
     """True where A1 (the tested, non-major allele) is REF rather than ALT.
 
     As in plink2, REF is A1 when the ALT frequency is at least one half (ties go to REF),
-    except for constant variants, which keep ALT.
+    except for constant variants, which keep ALT. ``raw`` holds dosages of every sample of
+    the fileset, pgenlib's -9 where missing (no copy is made: four passes over the block).
     """
-    observed = ~np.isnan(block)
-    total = np.where(observed, block, 0.0).sum(axis=1, dtype=np.float64)
-    return (total >= observed.sum(axis=1)) & ~_constant(block)
+    n_missing = np.count_nonzero(raw < 0, axis=1)
+    n_obs = raw.shape[1] - n_missing
+    total = raw.sum(axis=1, dtype=np.float64) - MISSING_CODE * n_missing
+    constant = total == n_obs * raw.max(axis=1, initial=0.0)
+    return (total >= n_obs) & ~constant
 
 
-def _chunks(shape: tuple[int, int]) -> list[slice]:
+def _chunks(n_var: int, n_samples: int) -> list[slice]:
     """Row slices of a (variants x samples) block, each about CHUNK_BYTES as float64."""
-    step = max(8, CHUNK_BYTES // (8 * max(shape[1], 1)))
-    return [slice(lo, lo + step) for lo in range(0, max(shape[0], 1), step)]
+    step = max(8, CHUNK_BYTES // (8 * max(n_samples, 1)))
+    return [slice(lo, min(lo + step, n_var)) for lo in range(0, n_var, step)]
 
 
-def _blocks(
-    pfile: PFile, rows: np.ndarray, block_size: int
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield (first variant, A1 flip, dosages of the analysed samples) per block.
+def _prefetch(blocks: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode the next block in a background thread while the caller works on this one."""
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(next, blocks, None)
+        while (item := pending.result()) is not None:
+            pending = reader.submit(next, blocks, None)
+            yield item
 
-    The A1 allele is chosen from all samples of the fileset, as plink2 does, so it does not
-    depend on which traits are scanned together.
+
+def _scan(
+    pfile: PFile, rows: np.ndarray, block_size: int, work: Callable[[int, np.ndarray], None]
+) -> np.ndarray:
+    """Call ``work(first variant, dosages of the analysed samples)`` over the whole fileset.
+
+    Blocks are decoded from the pgen one ahead; each is cut into cache-sized row chunks that
+    worker threads (one per usable CPU, BLAS single-threaded in each) hand to ``work``, which
+    must write only its own variants' results. Returns the A1 flip of every variant, chosen
+    from all samples of the fileset as plink2 does, so it does not depend on the traits.
     """
+    flip = np.zeros(len(pfile.variants), dtype=bool)
     subset = None if rows.size == len(pfile.samples) else rows
-    for first, block in iter_dosage_blocks(pfile, block_size=block_size):
-        yield first, _a1_flip(block), block if subset is None else block[:, subset]
+    block_size = max(64, min(block_size, BLOCK_BYTES // (4 * max(len(pfile.samples), 1))))
+
+    def task(first: int, raw: np.ndarray) -> None:
+        flip[first : first + raw.shape[0]] = _a1_flip(raw)
+        work(first, raw if subset is None else raw[:, subset])
+
+    workers = len(os.sched_getaffinity(0))
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        for first, raw in _prefetch(iter_raw_blocks(pfile, block_size=block_size)):
+            parts = _chunks(*raw.shape)
+            for done in [pool.submit(task, first + p.start, raw[p]) for p in parts]:
+                done.result()
+    return flip
 
 
-def _frame(
-    pfile: PFile, first: int, flip: np.ndarray, name: str, stats: dict[str, np.ndarray]
+def _frames(
+    pfile: PFile, names: list[str], flip: np.ndarray, stats: dict[str, np.ndarray]
 ) -> pd.DataFrame:
-    """One phenotype's rows for a block, with A1 oriented and BETA/STAT sign-flipped to A1."""
-    variants = pfile.variants.iloc[first : first + flip.size]
-    sign = np.where(flip, -1.0, 1.0)
+    """Long result rows (phenotype-major), with A1 oriented and BETA/STAT sign-flipped to A1.
+
+    ``stats`` holds (variants x phenotypes) arrays: beta, se, stat, p, n_obs and, for
+    logistic scans, errcode, firth, converged and n_iterations.
+    """
+    variants = pfile.variants
+    sign = np.where(flip, -1.0, 1.0)[:, None]
     beta = stats["beta"] * sign
-    out = pd.DataFrame(
-        {
-            "phenotype": name,
-            "CHROM": variants["CHROM"].to_numpy(),
-            "POS": variants["POS"].to_numpy(),
-            "ID": variants["ID"].to_numpy(),
-            "REF": variants["REF"].to_numpy(),
-            "ALT": variants["ALT"].to_numpy(),
-            "A1": np.where(flip, variants["REF"], variants["ALT"]),
-            "TEST": "ADD",
-            "OBS_CT": stats["n_obs"].astype(np.int64),
-            "BETA": beta,
-            "SE": stats["se"],
-            "STAT": stats["stat"] * sign,
-            "P": stats["p"],
-            "ERRCODE": stats.get("errcode", np.where(np.isnan(beta), "CONST_OMITTED_ALLELE", ".")),
-            "firth": stats.get("firth", np.zeros(flip.size, dtype=bool)),
-            "converged": stats.get("converged", ~np.isnan(beta)),
-            "n_iterations": stats.get("n_iterations", np.zeros(flip.size, dtype=np.int64)),
-        }
-    )
-    return out
+    n_var = len(variants)
+    errcode = stats.get("errcode", np.where(np.isnan(beta), "CONST_OMITTED_ALLELE", "."))
+    columns = {
+        "phenotype": np.repeat(np.array(names, dtype=object), n_var),
+        **{c: np.tile(variants[c].to_numpy(), len(names)) for c in VARIANT_COLUMNS},
+        "A1": np.tile(np.where(flip, variants["REF"], variants["ALT"]), len(names)),
+        "TEST": "ADD",
+        "OBS_CT": stats["n_obs"].T.ravel().astype(np.int64),
+        "BETA": beta.T.ravel(),
+        "SE": stats["se"].T.ravel(),
+        "STAT": (stats["stat"] * sign).T.ravel(),
+        "P": stats["p"].T.ravel(),
+        "ERRCODE": errcode.T.ravel(),
+        "firth": stats.get("firth", np.zeros_like(beta, dtype=bool)).T.ravel(),
+        "converged": stats.get("converged", ~np.isnan(beta)).T.ravel(),
+        "n_iterations": stats.get("n_iterations", np.zeros_like(beta, dtype=np.int64)).T.ravel(),
+    }
+    return pd.DataFrame(columns)
 
 
 def linear_gwas(
@@ -184,16 +215,19 @@ def linear_gwas(
         except np.linalg.LinAlgError as exc:
             raise InputError("linear_gwas: covariates are collinear; drop one") from exc
         groups.append((mask, cols, model))
-    parts: dict[int, list[pd.DataFrame]] = {j: [] for j in range(len(names))}
-    for first, flip, block in _blocks(pfile, rows, block_size):
+    n_var = len(pfile.variants)
+    stats = {key: np.full((n_var, len(names)), np.nan) for key in ("beta", "se", "stat", "p")}
+    stats["n_obs"] = np.zeros((n_var, len(names)), dtype=np.int64)
+
+    def work(first: int, block: np.ndarray) -> None:
         for mask, cols, model in groups:
-            sub = block[:, mask] if not mask.all() else block
-            pieces = [kern.linear_block(model, sub[part]) for part in _chunks(sub.shape)]
-            stats = {key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]}
-            for i, j in enumerate(cols):
-                one = {key: (v[:, i] if v.ndim == 2 else v) for key, v in stats.items()}
-                parts[j].append(_frame(pfile, first, flip, names[j], one))
-    return pd.concat([f for j in range(len(names)) for f in parts[j]], ignore_index=True)
+            out = kern.linear_block(model, block if mask.all() else block[:, mask])
+            span = slice(first, first + block.shape[0])
+            for key, values in out.items():
+                stats[key][span, cols] = values if values.ndim == 2 else values[:, None]
+
+    flip = _scan(pfile, rows, block_size, work)
+    return _frames(pfile, names, flip, stats)
 
 
 def logistic_gwas(
@@ -248,27 +282,27 @@ def logistic_gwas(
         except np.linalg.LinAlgError as exc:
             raise InputError("logistic_gwas: covariates are collinear; drop one") from exc
         fits.append((mask, kern.LogisticModel.fit(q, values[mask, j])))
-    parts: dict[int, list[pd.DataFrame]] = {j: [] for j in range(len(names))}
-    for first, flip, block in _blocks(pfile, rows, block_size):
+    n_var = len(pfile.variants)
+    stats: dict[str, np.ndarray] = {
+        key: np.full((n_var, len(names)), np.nan) for key in ("beta", "se", "stat", "p")
+    }
+    for key, dtype in (("n_obs", np.int64), ("n_iterations", np.int64), ("firth", bool),
+                       ("converged", bool), ("errcode", object)):  # fmt: skip
+        stats[key] = np.zeros((n_var, len(names)), dtype=dtype)
+
+    def work(first: int, block: np.ndarray) -> None:
+        span = slice(first, first + block.shape[0])
         for j, (mask, model) in enumerate(fits):
-            sub = block[:, mask]
-            pieces = [
-                kern.logistic_block(model, sub[part], firth=firth, max_iter=max_iter)
-                for part in _chunks(sub.shape)
-            ]
-            res = kern.LogisticResult(
-                **{
-                    f.name: np.concatenate([getattr(p, f.name) for p in pieces])
-                    for f in fields(kern.LogisticResult)
-                }
-            )
-            stats = {
-                "beta": res.beta, "se": res.se, "stat": res.z, "p": res.p,
-                "n_obs": res.n_obs, "firth": res.firth, "converged": res.converged,
-                "n_iterations": res.n_iterations, "errcode": _logistic_errcode(res),
-            }  # fmt: skip
-            parts[j].append(_frame(pfile, first, flip, names[j], stats))
-    return pd.concat([f for j in range(len(names)) for f in parts[j]], ignore_index=True)
+            res = kern.logistic_block(model, block[:, mask], firth=firth, max_iter=max_iter)
+            for key, values in (
+                ("beta", res.beta), ("se", res.se), ("stat", res.z), ("p", res.p),
+                ("n_obs", res.n_obs), ("firth", res.firth), ("converged", res.converged),
+                ("n_iterations", res.n_iterations), ("errcode", _logistic_errcode(res)),
+            ):  # fmt: skip
+                stats[key][span, j] = values
+
+    flip = _scan(pfile, rows, block_size, work)
+    return _frames(pfile, names, flip, stats)
 
 
 def _logistic_errcode(res: kern.LogisticResult) -> np.ndarray:
@@ -276,8 +310,3 @@ def _logistic_errcode(res: kern.LogisticResult) -> np.ndarray:
     failed = np.where(res.firth, "FIRTH_CONVERGE_FAIL", "UNFINISHED")
     code = np.where(np.isnan(res.beta), failed, ".")
     return np.where(res.constant, "CONST_OMITTED_ALLELE", code)
-
-
-def _constant(block: np.ndarray) -> np.ndarray:
-    """True for variants with no dosage variation among observed samples (or none observed)."""
-    return ~(np.fmax.reduce(block, axis=1) > np.fmin.reduce(block, axis=1))

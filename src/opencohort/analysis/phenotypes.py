@@ -231,18 +231,18 @@ def phecode_traits(
     spread = sp.csr_matrix(
         (np.ones(len(excl_rows)), (excl_rows, excl_cols)), shape=(len(seen), len(tested))
     )
-    excluded = (has @ spread).toarray() > 0
+    excluded = (has @ spread).tocoo()
     case_rows = counts["n_dates"].to_numpy() >= min_dates
-    case = np.zeros((n, len(tested)), dtype=bool)
-    case[row[case_rows], pd.Index(tested).get_indexer(counts["phecode"][case_rows])] = True
-    values = np.where(case, 1.0, np.where(excluded, np.nan, 0.0))
+    values = np.zeros((n, len(tested)), dtype=np.float32)
+    values[excluded.row, excluded.col] = np.nan
+    values[row[case_rows], pd.Index(tested).get_indexer(counts["phecode"][case_rows])] = 1.0
     sex = persons[SEX_AT_BIRTH].to_numpy(dtype=object)
     restriction = defs.loc[tested, "sex"].to_numpy()
     for label, wanted in (("Female", "female"), ("Male", "male")):
         cols = np.flatnonzero(restriction == label)
         values[np.ix_(sex != wanted, cols)] = np.nan
     names = [f"{PHECODE_PREFIX}{code}" for code in tested]
-    return pd.DataFrame(values.astype(np.float32), index=persons.index, columns=names)
+    return pd.DataFrame(values, index=persons.index, columns=names, copy=False)
 
 
 def measurement_traits(

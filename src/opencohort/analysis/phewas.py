@@ -34,8 +34,9 @@ _Z975 = norm.ppf(0.975)
 def _parse(
     table: pd.DataFrame, exposure: str, covariates: list[str], sex_covariate: str | None,
     min_cases: int, firth: str,
-) -> tuple[pd.DataFrame, list[str]]:  # fmt: skip
-    """Check options and columns; return complete rows and the phecode columns to consider."""
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:  # fmt: skip
+    """Check options and columns; return the complete rows' numeric columns, their phecode
+    outcomes (float32: 1, 0 or NaN) and the phecode column names."""
     if firth not in FIRTH_MODES:
         raise ConfigError(f"phewas: firth={firth!r}; expected one of {', '.join(FIRTH_MODES)}")
     if min_cases < 1:
@@ -55,8 +56,8 @@ def _parse(
     if not phecodes:
         raise InputError(f"phewas: no {PHECODE_PREFIX}* phecode columns in the phenotype table")
     complete = numeric.notna().all(axis=1).to_numpy()
-    data = pd.concat([numeric, table[phecodes].astype("float64")], axis=1)[complete]
-    return data, phecodes
+    outcomes = table[phecodes].to_numpy(dtype=np.float32)
+    return numeric[complete], (outcomes if complete.all() else outcomes[complete]), phecodes
 
 
 def phewas(
@@ -68,7 +69,7 @@ def phewas(
     min_cases: int = 50,
     sex_covariate: str | None = "sex_male",
     firth: str = "fallback",
-    batch_size: int = 128,
+    batch_size: int = 32,
     workers: int | None = None,
     step: Callable[[str, float], None] | None = None,
 ) -> pd.DataFrame:
@@ -125,9 +126,8 @@ def phewas(
     Differs from PheTK because PheTK drops a phecode whose fit raises a singular-matrix or
     perfect-separation error; here the row is kept, with ``converged`` False.
     """
-    data, phecodes = _parse(table, exposure, covariates, sex_covariate, min_cases, firth)
+    data, outcomes, phecodes = _parse(table, exposure, covariates, sex_covariate, min_cases, firth)
     defs = phecode_definitions(version).set_index("phecode")
-    outcomes = data[phecodes].to_numpy()
     cases = np.nansum(outcomes == 1, axis=0)
     controls = np.nansum(outcomes == 0, axis=0)
     tested = np.flatnonzero((cases >= min_cases) & (controls > min_cases))
