@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -91,13 +91,22 @@ def _type_problems(table: ParsedTable) -> tuple[list[dict], int]:
     return problems, total
 
 
-def read_submission(submission: Submission) -> tuple[list[FileResult], dict[str, ParsedTable]]:
+def read_submission(
+    submission: Submission, *, only: Collection[str] | None = None
+) -> tuple[list[FileResult], dict[str, ParsedTable]]:
     """Read every stored file of a submission; a malformed file fails alone.
+
+    Parameters
+    ----------
+    submission
+        The stored submission.
+    only
+        Read only the files of these tables (default: every file).
 
     Returns
     -------
     files : list of FileResult
-        One per stored file: CDM and PII tables are parsed, other files are ignored (they stay
+        One per stored file read: CDM and PII tables are parsed, other files are ignored (they stay
         in the raw store). A file with bytes that are not UTF-8, a line with the wrong number
         of fields, an unclosed quote, a missing required column or a value of the wrong type
         is ``failed`` with every problem's line and field.
@@ -109,6 +118,8 @@ def read_submission(submission: Submission) -> tuple[list[FileResult], dict[str,
     for stored in submission.files:
         name = stored.name
         table = name[:-4].lower() if name.lower().endswith(".csv") else None
+        if only is not None and table not in only:
+            continue
         if table not in TABLES or "/" in name:
             files.append(
                 FileResult(
