@@ -493,7 +493,10 @@ def _as_days(col: pa.ChunkedArray, pattern: str) -> tuple[pd.Series, np.ndarray]
     parsed = pc.strptime(
         pc.if_else(shaped, head, None), format="%Y-%m-%d", unit="s", error_is_null=True
     )
-    ok = pc.and_(shaped, pc.is_valid(parsed))
+    # strptime rolls an impossible day over (1900-02-29 becomes 1900-03-01): refuse it
+    ok = pc.and_(
+        shaped, pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), head), False)
+    )
     days = pc.cast(pc.cast(parsed, pa.date32()), pa.int32())
     return days.to_pandas(types_mapper={pa.int32(): pd.Int64Dtype()}.get).astype("Int64"), ok
 

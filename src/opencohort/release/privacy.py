@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -94,23 +94,8 @@ def scan_frames(frames: Mapping[str, pd.DataFrame], identifiers: pd.DataFrame) -
         One record per (table, column) with a hit: table, column and the number of values
         holding an identifier (never the value itself). Empty when the frames are clean.
     """
-    scan = scanner(identifiers)
-    return [hit for label, frame in frames.items() for hit in scan(label, frame)]
-
-
-def scanner(identifiers: pd.DataFrame) -> Callable[[str, pd.DataFrame], list[dict]]:
-    """:func:`scan_frames` for one frame at a time (label, frame), identifier sets built once."""
-    found = Finder(identifiers)
-
-    def scan(label: str, frame: pd.DataFrame) -> list[dict]:
-        hits = []
-        for column in frame.columns:
-            n = found.column_hits(frame[column])
-            if n:
-                hits.append({"table": label, "column": column, "values": int(n)})
-        return hits
-
-    return scan
+    finder = Finder(identifiers)
+    return [hit for label, frame in frames.items() for hit in finder.frame_hits(label, frame)]
 
 
 class Finder:
@@ -148,6 +133,14 @@ class Finder:
         small = whole < _INT_LIMIT
         hits = np.isin(whole[small].astype(np.int64), self.numbers).sum()
         return int(hits) + sum(str(int(v)) in self.digits for v in whole[~small])
+
+    def frame_hits(self, label: str, frame: pd.DataFrame) -> list[dict]:
+        """:func:`scan_frames` of one frame: a record per column with a hit."""
+        hits = []
+        for column in frame.columns:
+            if n := self.column_hits(frame[column]):
+                hits.append({"table": label, "column": column, "values": int(n)})
+        return hits
 
     def column_hits(self, values: pd.Series) -> int:
         """How many distinct values of a column hold an identifier (numbers: phone or SSN)."""
