@@ -9,6 +9,7 @@ nothing) or ``missing_rdr`` (the registry has nothing, or the person is unknown 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from functools import wraps
@@ -55,6 +56,7 @@ _ABBREVIATIONS = {
     "highway": "hwy",
     "parkway": "pkwy",
 }
+_ABBREVIATED = re.compile(r"\b(?:" + "|".join(_ABBREVIATIONS) + r")\b")
 _SEX = {
     "f": "female",
     "female": "female",
@@ -98,8 +100,8 @@ def _name(values: pd.Series) -> pd.Series:
 
 @_distinct
 def _address(values: pd.Series) -> pd.Series:
-    words = _text(values).str.split(" ")
-    return words.map(lambda w: " ".join(_ABBREVIATIONS.get(x, x) for x in w), na_action="ignore")
+    # after _text a word is a run of word characters, so \b falls between words
+    return _text(values).str.replace(_ABBREVIATED, lambda m: _ABBREVIATIONS[m[0]], regex=True)
 
 
 @_distinct
@@ -108,14 +110,12 @@ def _digits(values: pd.Series) -> pd.Series:
     return s.mask(s == "")
 
 
-@_distinct
 def _phone(values: pd.Series) -> pd.Series:
     s = _digits(values)
     s = s.where(~((s.str.len() == 11) & s.str.startswith("1")), s.str[1:])
     return s
 
 
-@_distinct
 def _email(values: pd.Series) -> pd.Series:
     s = values.astype("string").str.strip().str.lower()
     return s.mask(s == "")

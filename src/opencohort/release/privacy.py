@@ -37,24 +37,23 @@ def identifier_sets(identifiers: pd.DataFrame) -> tuple[set[str], set[str]]:
     digits : set of str
         Phones and SSNs as digits only (phones also without a leading 1).
     """
-    f = identifiers.astype("string").fillna("")
-    phrases: set[str] = set()
-    for values in (
-        f["first_name"] + " " + f["last_name"],
-        f["first_name"] + " " + f["middle_name"] + " " + f["last_name"],
-        f["email"],
-        f["mrn"],
-        f["street_address"],
-    ):
-        phrases.update(_norm(v) for v in values if len(v.strip()) >= 4)
+    f = {c: identifiers[c].astype("string").fillna("").tolist() for c in identifiers.columns}
+    first, middle, last = f["first_name"], f["middle_name"], f["last_name"]
+    candidates = {
+        *(" ".join(n) for n in zip(first, last, strict=True)),
+        *(" ".join(n) for n in zip(first, middle, last, strict=True)),
+        *f["email"],
+        *f["mrn"],
+        *f["street_address"],
+    }
+    phrases = {_norm(v) for v in candidates if len(v.strip()) >= 4}
     digits: set[str] = set()
-    for column in ("phone", "ssn"):
-        for value in f[column]:
-            d = re.sub(r"\D", "", value)
-            if len(d) == 11 and d.startswith("1"):
-                d = d[1:]
-            if len(d) >= 7:
-                digits.add(d)
+    for value in {*f["phone"], *f["ssn"]}:
+        d = re.sub(r"\D", "", value)
+        if len(d) == 11 and d.startswith("1"):
+            d = d[1:]
+        if len(d) >= 7:
+            digits.add(d)
     return phrases, digits
 
 
@@ -131,8 +130,11 @@ class Finder:
         found = found[np.isfinite(found)] if found.dtype.kind == "f" else found
         whole = np.abs(found[(found == np.floor(found)) & (np.abs(found) >= 1e6)])
         small = whole < _INT_LIMIT
-        hits = np.isin(whole[small].astype(np.int64), self.numbers).sum()
-        return int(hits) + sum(str(int(v)) in self.digits for v in whole[~small])
+        at = whole[small].astype(np.int64)
+        numbers = self.numbers  # sorted: membership by binary search, not a re-sort per column
+        where = np.minimum(np.searchsorted(numbers, at), max(len(numbers) - 1, 0))
+        hits = int(np.sum(numbers[where] == at)) if len(numbers) else 0
+        return hits + sum(str(int(v)) in self.digits for v in whole[~small])
 
     def frame_hits(self, label: str, frame: pd.DataFrame) -> list[dict]:
         """:func:`scan_frames` of one frame: a record per column with a hit."""
@@ -153,5 +155,6 @@ class Finder:
 
 
 def _digit_numbers(digits: set[str]) -> np.ndarray:
-    """The digit strings a whole number below ``_INT_LIMIT`` can print as (no leading zero)."""
-    return np.array([int(d) for d in digits if d[0] != "0" and int(d) < _INT_LIMIT], np.int64)
+    """The digit strings a number below ``_INT_LIMIT`` can print as (no leading zero), sorted."""
+    found = [int(d) for d in digits if d[0] != "0" and int(d) < _INT_LIMIT]
+    return np.unique(np.array(found, dtype=np.int64))
