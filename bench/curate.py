@@ -1,11 +1,14 @@
 """Benchmark a full release: ingest the synthetic program, curate both tiers, check the release.
 
-Each step is a real ``opencohort`` command in its own process, so each peak RSS is that step's
-alone (``os.wait4``). The program home is prepared once per size (synthesis, vocabulary, registry
-load) and cached under ``--cache``. Prints a table and writes ``bench/results/curate.json`` with
-seconds and rows/s per curation stage from the release manifest's rule log. Targets (issue 4,
-2 cores): 100,000 participants in at most 3 minutes and 6 GB (curate + check); 1,000,000 in at
-most 30 minutes and 16 GB.
+Each step is a real ``opencohort`` command in its own process, so each peak RSS and CPU time is
+that step's alone (``os.wait4``). The program home is prepared once per size (synthesis,
+vocabulary, registry load) and cached under ``--cache``; each run works in a fresh copy of it.
+Prints a table and writes ``bench/results/curate.json`` with seconds, CPU seconds, peak RSS and
+rows/s per step (ingest: rows read from the feeds; curate: rows released; check: rows of both
+tiers scanned), rows/s per curation stage from the release manifest's rule log, and the load
+average before each step. Targets (issue 4, 2 cores): a release (ingest + curate + check) of
+100,000 participants in at most 3 minutes and 6 GB; of 1,000,000 (``--participants 1000000``)
+in at most 30 minutes and 16 GB.
 
 With ``--engine spark`` (after the default ``duckdb``) the same ingested home is curated once
 per engine (``curate run --engine``), the two releases are compared table by table, and the
@@ -41,6 +44,7 @@ console = Console()
 def _step(*args: str) -> dict:
     """Run one ``opencohort`` command; return its seconds and peak RSS."""
     command = [sys.executable, "-m", "opencohort", *args]
+    load = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryFile() as output:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
@@ -49,7 +53,22 @@ def _step(*args: str) -> dict:
         if os.waitstatus_to_exitcode(status) != 0:
             output.seek(0)
             sys.exit(f"{' '.join(args[:2])} failed:\n{output.read().decode()[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2)}
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+        "loadavg_before": load,
+    }
+
+
+def _per_second(step: dict, rows: int) -> dict:
+    return {**step, "rows": rows, "rows_per_s": round(rows / max(step["seconds"], 1e-3))}
+
+
+def _ingested_rows(home: Path) -> int:
+    """Rows of every file the ingest reports of `home` say were read."""
+    reports = (json.loads(p.read_text()) for p in (home / "reports" / "ingest").rglob("*.json"))
+    return sum(f.get("rows") or 0 for r in reports for f in r["files"])
 
 
 def _prepared(cache: Path, participants: int) -> Path:
@@ -105,12 +124,12 @@ def _same_release(a: Path, b: Path) -> dict:
 
 def _run(cache: Path, participants: int, engines: list[str]) -> dict:
     home = _prepared(cache, participants)
-    work = home.parent / "run"
-    shutil.rmtree(work, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=home.parent)) / "home"
     shutil.copytree(home, work, ignore=shutil.ignore_patterns("synthetic"), symlinks=True)
     (work / "synthetic").symlink_to(home / "synthetic")
     console.print(f"{participants:,} participants: ingest, curate, check")
     steps = {"ingest": _step("ingest", "--home", str(work), str(work / "synthetic"))}
+    steps["ingest"] = _per_second(steps["ingest"], _ingested_rows(work))
     manifests = {}
     for engine in engines:
         name = "bench" if engine == "duckdb" else f"bench-{engine}"
@@ -120,6 +139,9 @@ def _run(cache: Path, participants: int, engines: list[str]) -> dict:
         manifests[engine] = json.loads((work / "releases" / name / "manifest.json").read_text())
     steps["check"] = _step("release", "check", "--home", str(work), "bench")
     manifest = manifests["duckdb"]
+    released = sum(n for tier in manifest["row_counts"].values() for n in tier.values())
+    steps["curate"] = _per_second(steps["curate"], released)
+    steps["check"] = _per_second(steps["check"], released)
     engine_figures = {}
     if "spark" in manifests:
         duck, spark = _stages(manifest), _stages(manifests["spark"])
@@ -135,10 +157,11 @@ def _run(cache: Path, participants: int, engines: list[str]) -> dict:
             "same_release": _same_release(work / "releases" / "bench",
                                           work / "releases" / "bench-spark"),
         }  # fmt: skip
-    release_seconds = steps["curate"]["seconds"] + steps["check"]["seconds"]
-    peak = max(steps["curate"]["peak_rss_gb"], steps["check"]["peak_rss_gb"])
+    release = ("ingest", "curate", "check")
+    release_seconds = sum(steps[k]["seconds"] for k in release)
+    peak = max(steps[k]["peak_rss_gb"] for k in release)
     limit_s, limit_gb = LIMITS.get(participants, (None, None))
-    shutil.rmtree(work)
+    shutil.rmtree(work.parent)
     return {
         "participants": participants,
         "steps": steps,
@@ -175,12 +198,15 @@ def main() -> None:
     ratios = [r.get("curate_spark_duckdb_ratio") for r in results["runs"]]
     results["spark_duckdb_ratio"] = ratios[0] if len(ratios) == 1 else ratios
     table = Table(title="release build")
-    for col in ("participants", "step", "seconds", "peak RSS GB"):
+    for col in ("participants", "step", "seconds", "CPU s", "peak RSS GB", "rows/s"):
         table.add_column(col, justify="right")
     for run in results["runs"]:
         for step, figures in run["steps"].items():
             table.add_row(f"{run['participants']:,}", step, f"{figures['seconds']:.1f}",
-                          f"{figures['peak_rss_gb']:.2f}")  # fmt: skip
+                          f"{figures['cpu_seconds']:.1f}", f"{figures['peak_rss_gb']:.2f}",
+                          f"{figures.get('rows_per_s', 0):,}")  # fmt: skip
+        table.add_row(f"{run['participants']:,}", "release", f"{run['release_seconds']:.1f}", "",
+                      f"{run['release_peak_rss_gb']:.2f}", "")  # fmt: skip
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(results, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -64,34 +65,40 @@ def where(home: HomeOption = None, as_json: JsonOutput = False) -> None:
     out.print_json(json.dumps(info)) if as_json else out.print(info)
 
 
-def _register_areas() -> None:
-    from opencohort.analysis.cli import gwas
-    from opencohort.analysis.phewas_cli import phenotype, phewas
-    from opencohort.genomics.cli import genomics
-    from opencohort.ingest.cli import ingest
-    from opencohort.registry.cli import registry
-    from opencohort.release.cli import curate, release, retract
-    from opencohort.synth.cli import synth
-    from opencohort.vocab.cli import vocab
-    from opencohort.web.cli import serve
+#: Each area's top-level command: (module, object, whether it is a group of commands).
+_AREAS = {
+    "synth": ("opencohort.synth.cli", "synth", False),
+    "gwas": ("opencohort.analysis.cli", "gwas", False),
+    "phenotype": ("opencohort.analysis.phewas_cli", "phenotype", False),
+    "phewas": ("opencohort.analysis.phewas_cli", "phewas", False),
+    "vocab": ("opencohort.vocab.cli", "vocab", True),
+    "registry": ("opencohort.registry.cli", "registry", True),
+    "ingest": ("opencohort.ingest.cli", "ingest", False),
+    "genomics": ("opencohort.genomics.cli", "genomics", True),
+    "curate": ("opencohort.release.cli", "curate", True),
+    "release": ("opencohort.release.cli", "release", True),
+    "retract": ("opencohort.release.cli", "retract", False),
+}
 
-    app.command(name="synth")(synth)
-    app.command(name="gwas")(gwas)
-    app.command(name="phenotype")(phenotype)
-    app.command(name="phewas")(phewas)
-    app.add_typer(vocab, name="vocab")
-    registry.command("serve")(serve)
-    app.add_typer(registry, name="registry")
-    app.command(name="ingest")(ingest)
-    app.add_typer(genomics, name="genomics")
-    app.add_typer(curate, name="curate")
-    app.add_typer(release, name="release")
-    app.command(name="retract")(retract)
+
+def _register_areas(args: list[str]) -> None:
+    """Add the area command `args` names (importing only its area), or every one (help)."""
+    named = next((a for a in args if not a.startswith("-")), None)
+    for name, (module, attr, group) in _AREAS.items():
+        if named in _AREAS and name != named:
+            continue
+        command = getattr(importlib.import_module(module), attr)
+        if name == "registry":
+            command.command("serve")(importlib.import_module("opencohort.web.cli").serve)
+        if group:
+            app.add_typer(command, name=name)
+        else:
+            app.command(name=name)(command)
 
 
 def main() -> None:
     """Entry point: opencohort errors become one line on stderr and exit code 1."""
-    _register_areas()
+    _register_areas(sys.argv[1:])
     try:
         app()
     except OpencohortError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from opencohort.errors import InputError
 from opencohort.ingest import MalformedFile, parse_table
 from opencohort.ingest._csv import read_text_csv
+from opencohort.ingest.omop_files import build_specs, parse_with_spec
 
 HEADER = "pii_name_header"
 NAME_HEAD = "person_id,first_name,middle_name,last_name\n"
@@ -63,6 +65,21 @@ def test_parse_table__non_date_is_flagged_with_its_line():
     bad = table.bad_type["death_date"]
     assert table.lines[bad].tolist() == [3, 4]
     assert table.frame["death_date"].isna().tolist() == [False, True, True, True, False]
+
+
+def test_parse_with_spec__fast_and_careful_paths_agree():
+    """Plain columns take Arrow's casts; any odd value sends a column down the regex path."""
+    spec = build_specs({"t": "id int pk\nx float\nd date"})["t"]
+    plain = parse_with_spec(b"id,x,d\n1,1.5,2020-01-02\n2,,2021-12-31\n", spec, file="t.csv")
+    assert plain.bad_type == {}
+    assert plain.frame["x"].tolist()[0] == 1.5 and np.isnan(plain.frame["x"].tolist()[1])
+    assert plain.frame["d"].tolist() == [18263, 18992]
+    rows = b"1, 1.5 ,2020-01-02 10:00\n2,nan,1900-02-29\n3,inf,2021-02-30\n4,-2e3,2000-02-29\n"
+    odd = parse_with_spec(b"id,x,d\n" + rows, spec, file="t.csv")
+    assert odd.lines[odd.bad_type["x"]].tolist() == [3, 4]  # nan and inf are not numbers
+    assert odd.lines[odd.bad_type["d"]].tolist() == [3, 4]  # no 29 Feb 1900, no 30 Feb
+    assert odd.frame["x"].tolist()[::3] == [1.5, -2000.0]
+    assert odd.frame["d"].tolist()[::3] == [18263, 11016]
 
 
 def test_parse_table__cdm_v53_names_and_missing_optional_columns():

@@ -115,6 +115,22 @@ def test_check_release__birth_dates_and_raw_pii_found(home, r1):
     assert not any(planted in p or zip5 in p for p in problems)
 
 
+def test_check_release__phone_digits_in_a_number_column_found(home, r1):
+    site = sorted(p.name for p in (home.raw / "ehr").iterdir())[0]
+    _, tables = read_submission(latest_submission(home, site), only=["pii_phone_number"])
+    phone = tables["pii_phone_number"].frame["phone_number"].dropna().iloc[0]
+    digits = float("".join(c for c in phone if c.isdigit())[-10:])
+
+    def plant(frame):
+        frame["value_as_number"] = frame["value_as_number"].astype("float64")
+        frame.loc[frame.index[:3], "value_as_number"] = [digits, -digits, digits]
+        return frame
+
+    problems = check_release(home, _copy(home, "T-phone", _only("controlled/measurement", plant)))
+    assert "controlled/measurement.value_as_number: 2 values hold a direct identifier" in problems
+    assert len([p for p in problems if "direct identifier" in p]) == 1, problems
+
+
 def test_release_cli__check_exit_codes_and_tampering(home, r1):
     runner = CliRunner()
     ok = runner.invoke(release, ["check", "R1", "--home", str(home.root)])

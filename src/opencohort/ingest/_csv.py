@@ -84,8 +84,14 @@ def _check_utf8(data: bytes, file: str) -> str:
         ) from exc
 
 
-def _header(text: str, file: str) -> list[str]:
-    record = next(csv.reader(io.StringIO(text, newline="")), [])
+def _header(data: bytes, file: str) -> list[str]:
+    """The header's names, decoding only the bytes the first record needs."""
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
+    try:
+        record = next(csv.reader(stream), [])
+    except UnicodeDecodeError:
+        _check_utf8(data, file)
+        raise
     names = [name.strip().lower() for name in record]
     problems = []
     if not names or names == [""]:
@@ -98,6 +104,7 @@ def _header(text: str, file: str) -> list[str]:
         elif name in names[:i]:
             problems.append(InputError("column named twice", file=file, line=1, field=name))
     if problems:
+        _check_utf8(data, file)
         raise MalformedFile(problems)
     return names
 
@@ -194,18 +201,17 @@ def read_text_csv(data: bytes, *, file: str) -> TextTable:
     """
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
-    text = _check_utf8(data, file)
-    names = _header(text, file)
-    try:
+    names = _header(data, file)
+    try:  # pyarrow checks UTF-8 too: a file it reads is valid text
         table = _fast(data, names)
     except (pa.ArrowInvalid, pa.ArrowException):
-        table, lines = _slow(text, names, file)
+        table, lines = _slow(_check_utf8(data, file), names, file)
         return TextTable(names, table, lines)
     n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     if n_lines == table.num_rows + 1:
         lines = np.arange(2, table.num_rows + 2, dtype=np.int64)
     else:
-        slow_table, lines = _slow(text, names, file)
+        slow_table, lines = _slow(_check_utf8(data, file), names, file)
         if slow_table.num_rows != table.num_rows:
             table = slow_table
     return TextTable(names, table, lines)

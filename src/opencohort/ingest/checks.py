@@ -345,22 +345,39 @@ class PlausibleMeasurementValue(Check):
         at = np.where(at >= 0, at, by_loinc)
         known = at >= 0
         pick = np.where(known, at, 0)
-        unit = frame["unit_source_value"].astype("string").str.strip().str.lower()
-        from_id = frame["unit_concept_id"].map(unit_by_id).astype("string").str.lower()
-        unit = unit.fillna(from_id)
-        target = ranges["unit_ucum"].to_numpy(dtype=object)[pick]
-        conv = unit.map({k: v[0] for k, v in TO_METRIC.items()}).to_numpy(dtype=object)
-        factor = unit.map({k: v[1] for k, v in TO_METRIC.items()}).fillna(1.0).to_numpy(float)
-        offset = unit.map({k: v[2] for k, v in TO_METRIC.items()}).fillna(0.0).to_numpy(float)
-        unit_np = unit.fillna("").to_numpy(dtype=object)
-        same = (unit_np == "") | (unit_np == target)
-        converts = conv == target
+        unit, names = _unit_codes(frame, unit_by_id)
+        # verdicts per (unit, range row): the row's unit is the expected one, or converts to it
+        target = ranges["unit_ucum"].to_numpy(dtype=object)
+        metric = [TO_METRIC.get(n, (None, 1.0, 0.0)) for n in names] + [(None, 1.0, 0.0)]
+        same = np.array([[n in ("", t) for t in target] for n in names] + [[True] * len(target)])
+        converts = np.array([[m[0] == t for t in target] for m in metric])
+        factor, offset = np.array([m[1] for m in metric]), np.array([m[2] for m in metric])
+        same, converts = same[unit, pick], converts[unit, pick]
         value = frame[self.field].to_numpy(dtype=float, na_value=np.nan)
-        value = np.where(converts, value * factor + offset, value)
+        value = np.where(converts, value * factor[unit] + offset[unit], value)
         low = ranges["plausible_low"].to_numpy(float)[pick]
         high = ranges["plausible_high"].to_numpy(float)[pick]
         judged = known & (same | converts) & ~np.isnan(value)
         return np.flatnonzero(judged & ((value < low) | (value > high)))
+
+
+def _unit_codes(frame: pd.DataFrame, unit_by_id: dict[int, str]) -> tuple[np.ndarray, list[str]]:
+    """Each row's unit as an index into the returned names (lower-case; ``len(names)``: none).
+
+    The unit is the stripped source value when present, else the unit concept's UCUM code.
+    """
+    text_codes, text = pd.factorize(frame["unit_source_value"])
+    text = [str(t).strip().lower() for t in text]
+    id_codes, ids = pd.factorize(frame["unit_concept_id"])
+    by_id = [unit_by_id.get(int(i)) for i in ids]
+    by_id = [None if u is None else u.lower() for u in by_id]
+    names = sorted(set(text) | {u for u in by_id if u is not None})
+    index = {n: k for k, n in enumerate(names)}
+    none = len(names)
+    # code -1 (missing) takes the last entry, ``none``
+    from_text = np.array([index[t] for t in text] + [none])[text_codes]
+    from_id = np.array([none if u is None else index[u] for u in by_id] + [none])[id_codes]
+    return np.where(from_text != none, from_text, from_id), names
 
 
 def checks_for(spec: TableSpec) -> list[Check]:

@@ -9,8 +9,10 @@ nothing) or ``missing_rdr`` (the registry has nothing, or the person is unknown 
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import wraps
 
 import numpy as np
 import pandas as pd
@@ -54,6 +56,7 @@ _ABBREVIATIONS = {
     "highway": "hwy",
     "parkway": "pkwy",
 }
+_ABBREVIATED = re.compile(r"\b(?:" + "|".join(_ABBREVIATIONS) + r")\b")
 _SEX = {
     "f": "female",
     "female": "female",
@@ -65,6 +68,19 @@ _SEX = {
 }
 
 
+def _distinct(normalise: Callable[[pd.Series], pd.Series]) -> Callable[[pd.Series], pd.Series]:
+    """Run a normaliser on the distinct values only (names and codes repeat), as strings."""
+
+    @wraps(normalise)
+    def run(values: pd.Series) -> pd.Series:
+        codes, distinct = pd.factorize(values.astype("string"))
+        done = normalise(pd.Series(distinct, dtype="string")).astype("string").array
+        return pd.Series(done.take(codes, allow_fill=True), index=values.index, dtype="string")
+
+    return run
+
+
+@_distinct
 def _text(values: pd.Series) -> pd.Series:
     """Lower-case, accents and punctuation removed, whitespace collapsed; '' becomes NA."""
     s = values.astype("string").map(
@@ -76,16 +92,19 @@ def _text(values: pd.Series) -> pd.Series:
     return s.mask(s == "")
 
 
+@_distinct
 def _name(values: pd.Series) -> pd.Series:
     """Names compare without spaces, so O'Neil, O Neil and ONeil agree."""
     return _text(values).str.replace(" ", "", regex=False)
 
 
+@_distinct
 def _address(values: pd.Series) -> pd.Series:
-    words = _text(values).str.split(" ")
-    return words.map(lambda w: " ".join(_ABBREVIATIONS.get(x, x) for x in w), na_action="ignore")
+    # after _text a word is a run of word characters, so \b falls between words
+    return _text(values).str.replace(_ABBREVIATED, lambda m: _ABBREVIATIONS[m[0]], regex=True)
 
 
+@_distinct
 def _digits(values: pd.Series) -> pd.Series:
     s = values.astype("string").str.replace(r"\D", "", regex=True)
     return s.mask(s == "")
@@ -102,6 +121,7 @@ def _email(values: pd.Series) -> pd.Series:
     return s.mask(s == "")
 
 
+@_distinct
 def _sex(values: pd.Series) -> pd.Series:
     return _text(values).map(_SEX).astype("string")
 

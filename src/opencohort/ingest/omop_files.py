@@ -467,6 +467,13 @@ def _as_int(col: pa.ChunkedArray) -> tuple[pd.Series, np.ndarray]:
 
 
 def _as_float(col: pa.ChunkedArray) -> tuple[pd.Series, np.ndarray]:
+    try:  # fast path: every present value is a plain finite number (no nan, inf or spaces)
+        values = pc.cast(col, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    else:
+        if pc.all(pc.is_finite(values)).as_py() is not False:
+            return values.to_pandas(), pc.is_valid(values)
     ok = pc.match_substring_regex(col, _FLOAT)
     values = pc.cast(pc.if_else(ok, pc.utf8_trim_whitespace(col), None), pa.float64())
     return values.to_pandas(), ok
@@ -474,12 +481,22 @@ def _as_float(col: pa.ChunkedArray) -> tuple[pd.Series, np.ndarray]:
 
 def _as_days(col: pa.ChunkedArray, pattern: str) -> tuple[pd.Series, np.ndarray]:
     """Day numbers of YYYY-MM-DD values; a time after the date is allowed and dropped."""
+    try:  # fast path: every present value is a valid plain YYYY-MM-DD date
+        days = pc.cast(pc.cast(col, pa.date32()), pa.int32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    else:
+        as_int = days.to_pandas(types_mapper={pa.int32(): pd.Int64Dtype()}.get).astype("Int64")
+        return as_int, pc.is_valid(days)
     shaped = pc.match_substring_regex(col, pattern)
     head = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(col), 0, 10)
     parsed = pc.strptime(
         pc.if_else(shaped, head, None), format="%Y-%m-%d", unit="s", error_is_null=True
     )
-    ok = pc.and_(shaped, pc.is_valid(parsed))
+    # strptime rolls an impossible day over (1900-02-29 becomes 1900-03-01): refuse it
+    ok = pc.and_(
+        shaped, pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), head), False)
+    )
     days = pc.cast(pc.cast(parsed, pa.date32()), pa.int32())
     return days.to_pandas(types_mapper={pa.int32(): pd.Int64Dtype()}.get).astype("Int64"), ok
 

@@ -4,8 +4,9 @@ A submission lives in ``<home>/raw/<feed>/<site_id>/<submission_id>/``: the file
 byte and read-only, and ``submission.json`` (site, received time, each file's size and sha256,
 and the submission's content hash). The submission id is the first 16 hex digits of the content
 hash (the sha256 of the sorted ``name sha256`` lines), so sending the same files again finds
-the stored submission and writes nothing. Files are copied into a hidden temporary folder,
-verified, and published with one rename, so a crash never leaves a half-stored submission.
+the stored submission and writes nothing. Files are copied into a hidden temporary folder
+(the bytes written must hash as listed) and published with one rename, so a crash never
+leaves a half-stored submission.
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ def _sha256(path: Path) -> tuple[str, int]:
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _copy(source: Path, target: Path) -> tuple[str, int]:
+    """Copy a file, hashing the bytes as they are written; return their sha256 and size."""
+    digest, size = hashlib.sha256(), 0
+    with source.open("rb") as src, target.open("xb") as out:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
 
@@ -187,8 +199,7 @@ def store_submission(
         for source, stored in zip(sources, listed, strict=True):
             target = staging / stored.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            if _sha256(target) != (stored.sha256, stored.size):
+            if _copy(source, target) != (stored.sha256, stored.size):
                 raise InputError(
                     "file changed while it was being stored; send it again", file=str(source)
                 )

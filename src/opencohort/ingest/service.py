@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -21,7 +21,6 @@ from opencohort.ingest.checks import SiteContext, run_checks
 from opencohort.ingest.feeds import FeedResult, find_feeds, ingest_feed
 from opencohort.ingest.identity import (
     match_identities,
-    participant_number,
     registry_identities,
     registry_participants,
     site_identities,
@@ -92,13 +91,22 @@ def _type_problems(table: ParsedTable) -> tuple[list[dict], int]:
     return problems, total
 
 
-def read_submission(submission: Submission) -> tuple[list[FileResult], dict[str, ParsedTable]]:
+def read_submission(
+    submission: Submission, *, only: Collection[str] | None = None
+) -> tuple[list[FileResult], dict[str, ParsedTable]]:
     """Read every stored file of a submission; a malformed file fails alone.
+
+    Parameters
+    ----------
+    submission
+        The stored submission.
+    only
+        Read only the files of these tables (default: every file).
 
     Returns
     -------
     files : list of FileResult
-        One per stored file: CDM and PII tables are parsed, other files are ignored (they stay
+        One per stored file read: CDM and PII tables are parsed, other files are ignored (they stay
         in the raw store). A file with bytes that are not UTF-8, a line with the wrong number
         of fields, an unclosed quote, a missing required column or a value of the wrong type
         is ``failed`` with every problem's line and field.
@@ -110,6 +118,8 @@ def read_submission(submission: Submission) -> tuple[list[FileResult], dict[str,
     for stored in submission.files:
         name = stored.name
         table = name[:-4].lower() if name.lower().endswith(".csv") else None
+        if only is not None and table not in only:
+            continue
         if table not in TABLES or "/" in name:
             files.append(
                 FileResult(
@@ -144,6 +154,11 @@ def read_submission(submission: Submission) -> tuple[list[FileResult], dict[str,
 
 def _participants(home: Home, participants: pd.DataFrame | None) -> pd.DataFrame:
     return registry_participants(home) if participants is None else participants
+
+
+def _registry(home: Home, participants: pd.DataFrame | None) -> Callable[[], pd.DataFrame]:
+    """Registry identities (:func:`registry_identities`), normalised once when first asked."""
+    return cache(lambda: registry_identities(_participants(home, participants)))
 
 
 def ingest_site(
@@ -190,14 +205,14 @@ def ingest_site(
     4. Match the site's persons against the registry.
     5. Write the report as JSON and HTML.
     """
-    return _ingest(home, site_id, folder, lambda: _participants(home, participants), received)
+    return _ingest(home, site_id, folder, _registry(home, participants), received)
 
 
 def _ingest(
     home: Home,
     site_id: str,
     folder: Path,
-    people: Callable[[], pd.DataFrame],
+    registry: Callable[[], pd.DataFrame],
     received: datetime | None,
 ) -> IngestResult:
     submission = store_submission(home, site_id, folder, received=received)
@@ -205,19 +220,16 @@ def _ingest(
     if (report := earlier_report(submission, json_path)) is not None:
         return IngestResult(submission, report, json_path, json_path.with_suffix(".html"),
                             new=False, site_id=site_id)  # fmt: skip
-    return _validate(home, submission, people())
+    return _validate(home, submission, registry())
 
 
-def _validate(home: Home, submission: Submission, participants: pd.DataFrame) -> IngestResult:
+def _validate(home: Home, submission: Submission, registry: pd.DataFrame) -> IngestResult:
     files, tables = read_submission(submission)
     context = SiteContext.from_tables(tables, as_of=submission.received.date())
     results = run_checks(tables, context)
     identity = None
     if "person" in tables:
-        site = site_identities(tables)
-        numbers = participant_number(participants["participant_id"])
-        known = participants[numbers.isin(site.index).to_numpy(dtype=bool)]
-        identity = match_identities(site, registry_identities(known))
+        identity = match_identities(site_identities(tables), registry)
     report = build_report(submission, files, results, tables, identity)
     json_path, html_path = write_report(home, report)
     return IngestResult(submission, report, json_path, html_path, new=submission.new,
@@ -267,7 +279,7 @@ def ingest_ehr_dir(
         if missing:
             raise InputError(f"no folder for site(s) {', '.join(missing)}", file=str(ehr_dir))
         folders = [f for f in folders if f.name in sites]
-    people = cache(lambda: _participants(home, participants))
+    registry = _registry(home, participants)
     results = []
     with Progress(
         TextColumn("{task.description:<24}"),
@@ -280,7 +292,7 @@ def ingest_ehr_dir(
         task = bar.add_task("ingesting EHR", total=len(folders))
         for folder in folders:
             bar.update(task, description=f"ingesting {folder.name}")
-            results.append(_ingest(home, folder.name, folder, people, received))
+            results.append(_ingest(home, folder.name, folder, registry, received))
             bar.advance(task)
     return results
 

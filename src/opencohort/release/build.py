@@ -22,7 +22,7 @@ from opencohort.curate.engine import ENGINES
 from opencohort.errors import ConfigError, ReleaseError
 from opencohort.genomics.release import write_genomic_release
 from opencohort.release.manifest import write_manifest
-from opencohort.release.privacy import scan_frames
+from opencohort.release.privacy import Finder
 from opencohort.release.read import read_release
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -188,11 +188,11 @@ def build_release(
         registry_snapshot = datetime.now(UTC).isoformat()
         counts: dict[str, dict[str, int]] = {}
         hits: list[dict] = []
-        identifiers = read_identifiers(home)
+        finder = Finder(read_identifiers(home))
 
         def publish(tier: Tier, frames: dict[str, pd.DataFrame]) -> None:
-            labelled = {f"{tier.value}/{folder(t)}/{t}": f for t, f in frames.items()}
-            hits.extend(scan_frames(labelled, identifiers))
+            for table, frame in frames.items():
+                hits.extend(finder.frame_hits(f"{tier.value}/{folder(table)}/{table}", frame))
             counts[tier.value] = {}
             for table, frame in sorted(frames.items()):
                 path = staging / tier.value / folder(table) / f"{table}.parquet"

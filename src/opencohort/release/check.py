@@ -6,7 +6,6 @@ when all of them are empty. Values are never quoted, only where they are and how
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 import numpy as np
@@ -21,11 +20,11 @@ from opencohort.errors import ReleaseError
 from opencohort.genomics.release import GENOMICS, check_genomic_release, genomic_identifiers
 from opencohort.ingest import read_submission, submissions
 from opencohort.registry import curation_export, open_registry
-from opencohort.release.privacy import distinct_text, scanner
+from opencohort.release._tables import NUMBER_TYPES, TEXT_TYPES, column_types, quote, release_views
+from opencohort.release.privacy import Finder
 from opencohort.release.read import Release, read_release
 
 REGISTERED, CONTROLLED = "registered", "controlled"
-_ZIP5 = re.compile(r"(?<!\d)(\d{5})(?:-\d{4})?(?!\d)")
 #: Free-text columns that must be empty in every tier (their answers become concepts).
 FREE_TEXT = {SURVEY: ("value_text",)}
 
@@ -43,9 +42,9 @@ def _labels(release: Release) -> list[str]:
     ]
 
 
-def _read(release: Release, label: str) -> pd.DataFrame:
-    tier, table = label.split("/")
-    return release.table(tier, table)
+def _days_sql(column: str) -> str:
+    """SQL for a date or timestamp column as (fractional) day numbers since 1970-01-01."""
+    return f"epoch(CAST({quote(column)} AS TIMESTAMP)) / 86400.0"
 
 
 def cross_tier(release: Release, people: pd.DataFrame) -> list[str]:
@@ -58,38 +57,50 @@ def cross_tier(release: Release, people: pd.DataFrame) -> list[str]:
     people
         The registry's participants: research_id, date_shift_days and no_use (bool).
     """
+    with release_views(release, (REGISTERED, CONTROLLED)) as con:
+        return _cross_tier(con, release, people)
+
+
+def _cross_tier(con, release: Release, people: pd.DataFrame) -> list[str]:
     person = {f"{t}/person": release.table(t, "person") for t in (REGISTERED, CONTROLLED)}
     persons = {t: set(person[f"{t}/person"]["person_id"]) for t in (REGISTERED, CONTROLLED)}
     problems = []
     if not persons[REGISTERED] <= persons[CONTROLLED]:
         n = len(persons[REGISTERED] - persons[CONTROLLED])
         problems.append(f"{n} registered persons are not in the controlled tier")
-    withdrawn = set(people.loc[people["no_use"], "research_id"])
-    shift = people.set_index("research_id")["date_shift_days"].astype("float64")
-    by_label: dict[str, list[str]] = {}
-    shifted = []
-    for table in sorted(set(release.tables(REGISTERED)) | set(release.tables(CONTROLLED))):
-        pair = {f"{t}/{table}": release.table(t, table) for t in (REGISTERED, CONTROLLED)
-                if table in release.tables(t)}  # fmt: skip
-        for label, frame in pair.items():
-            by_label[label] = _person_ids(label, frame, persons, withdrawn)
-        if table in release.tables(REGISTERED):
-            shifted += _shifted(table, pair, shift)
-        del pair
-    problems += [p for label in _labels(release) for p in by_label[label]]
+    research_id = pd.to_numeric(people["research_id"], errors="coerce").astype("Int64")
+    shift = pd.Series(people["date_shift_days"].astype("float64").to_numpy(),
+                      index=research_id.astype("float64").to_numpy())  # fmt: skip
+    con.register("check_shift", pd.DataFrame({"research_id": research_id,
+                                              "shift": shift.to_numpy()}))  # fmt: skip
+    con.register("check_withdrawn", pd.DataFrame({"research_id": research_id[people["no_use"]]}))
+    for label in _labels(release):
+        problems += _person_ids(con, label)
     problems += _age_cap(person, shift, date.fromisoformat(release.manifest["cutoff"]))
-    return problems + shifted
+    for table in release.tables(REGISTERED):
+        if table in release.tables(CONTROLLED):
+            problems += _shifted(con, table)
+    return problems
 
 
-def _person_ids(label: str, frame: pd.DataFrame, persons: dict, withdrawn: set) -> list[str]:
+def _person_ids(con, label: str) -> list[str]:
     """Problems with the person ids of one table: not in its tier's person table, withdrawn."""
-    if "person_id" not in frame:
+    if "person_id" not in column_types(con, label):
         return []
-    problems, ids = [], set(frame["person_id"].dropna())
-    if stray := ids - persons[label.split("/")[0]]:
-        problems.append(f"{label}: {len(stray)} person ids not in that tier's person table")
-    if gone := ids & withdrawn:
-        problems.append(f"{label}: {len(gone)} withdrawn participants (run 'opencohort "
+    person = quote(f"{label.split('/')[0]}/person")
+    stray, gone = con.execute(
+        f"""SELECT count(*) FILTER (WHERE p.person_id IS NULL),
+                   count(*) FILTER (WHERE w.research_id IS NOT NULL)
+            FROM (SELECT DISTINCT person_id FROM {quote(label)} WHERE person_id IS NOT NULL) t
+            LEFT JOIN (SELECT DISTINCT person_id FROM {person}) p USING (person_id)
+            LEFT JOIN (SELECT DISTINCT research_id FROM check_withdrawn) w
+              ON w.research_id = t.person_id"""
+    ).fetchone()
+    problems = []
+    if stray:
+        problems.append(f"{label}: {stray} person ids not in that tier's person table")
+    if gone:
+        problems.append(f"{label}: {gone} withdrawn participants (run 'opencohort "
                         "retract' to rebuild without them)")  # fmt: skip
     return problems
 
@@ -114,53 +125,58 @@ def _age_cap(frames: dict[str, pd.DataFrame], shift: pd.Series, cutoff: date) ->
     return problems
 
 
-def _shifted(table: str, frames: dict[str, pd.DataFrame], shift: pd.Series) -> list[str]:
+def _shifted(con, table: str) -> list[str]:
     """Problems where a registered date is not the controlled date minus the person's shift."""
     key, columns = primary_key(table), date_columns(table)
     if table == "person":  # controlled keeps the year of birth only
         return []
+    registered, controlled = quote(f"{REGISTERED}/{table}"), quote(f"{CONTROLLED}/{table}")
     if table in FEED_TABLES:
-        return _shifted_by_person(table, frames, shift)
-    registered, controlled = frames[f"{REGISTERED}/{table}"], frames.get(f"{CONTROLLED}/{table}")
-    if not key or not columns or controlled is None or "person_id" not in registered:
+        return _shifted_by_person(con, table, registered, controlled)
+    if not key or not columns or "person_id" not in column_types(con, f"{REGISTERED}/{table}"):
         return []
-    on = [key] if key == "person_id" else [key, "person_id"]
-    both = registered.merge(controlled, on=on, suffixes=("_r", "_c"))
-    if len(both) != len(registered):
-        return [f"{REGISTERED}/{table}: {len(registered) - len(both)} rows have no controlled "
+    on = " AND ".join(f"r.{quote(c)} = c.{quote(c)}" for c in dict.fromkeys([key, "person_id"]))
+    wrong = [
+        f"count(*) FILTER (WHERE (r.{quote(c)} IS NULL) <> (c.{quote(c)} IS NULL) OR "
+        f"abs(r_{i} - (c_{i} - s.shift)) > 1e-6)"
+        for i, c in enumerate(columns)
+    ]
+    days = ", ".join(f"{_days_sql(c)} AS {{t}}_{i}" for i, c in enumerate(columns))
+    n_registered, n_both, *n_wrong = con.execute(
+        f"""SELECT (SELECT count(*) FROM {registered}), count(*), {", ".join(wrong)}
+            FROM (SELECT *, {days.format(t="r")} FROM {registered}) r
+            JOIN (SELECT *, {days.format(t="c")} FROM {controlled}) c ON {on}
+            LEFT JOIN check_shift s ON s.research_id = r.person_id"""
+    ).fetchone()
+    if n_both != n_registered:
+        return [f"{REGISTERED}/{table}: {n_registered - n_both} rows have no controlled "
                 f"row of the same {key} and person"]  # fmt: skip
-    days = shift.reindex(both["person_id"].astype("float64")).to_numpy()
-    problems = []
-    for column in columns:
-        r, c = _days(both[f"{column}_r"]), _days(both[f"{column}_c"])
-        wrong = (np.isnan(r) != np.isnan(c)) | (np.abs(r - (c - days)) > 1e-6)
-        if n := int(np.nansum(wrong)):
-            problems.append(f"{REGISTERED}/{table}.{column}: {n} dates are not the "
-                            "controlled date minus the person's shift")  # fmt: skip
-    return problems
+    return [f"{REGISTERED}/{table}.{column}: {n} dates are not the controlled date minus the "
+            "person's shift" for column, n in zip(columns, n_wrong, strict=True) if n]  # fmt: skip
 
 
-def _shifted_by_person(table: str, frames: dict[str, pd.DataFrame], shift: pd.Series):
+def _shifted_by_person(con, table: str, registered: str, controlled: str) -> list[str]:
     """As `_shifted` for a table without a key: each person's sorted dates are compared."""
     (column,) = date_columns(table)
-    registered, controlled = frames[f"{REGISTERED}/{table}"], frames.get(f"{CONTROLLED}/{table}")
-    if controlled is None:
-        return []
-    kept = controlled[controlled["person_id"].isin(set(registered["person_id"]))]
-    days = shift.reindex(kept["person_id"].astype("float64")).to_numpy()
-    expected = pd.DataFrame({"p": kept["person_id"].to_numpy(),
-                             "d": _days(kept[column]) - days}).sort_values(["p", "d"])  # fmt: skip
-    found = pd.DataFrame({"p": registered["person_id"].to_numpy(),
-                          "d": _days(registered[column])}).sort_values(["p", "d"])  # fmt: skip
-    if len(expected) != len(found):
-        return [f"{REGISTERED}/{table}: {len(found)} rows where the controlled tier has "
-                f"{len(expected)} for the same persons"]  # fmt: skip
-    wrong = (expected["p"].to_numpy() != found["p"].to_numpy()) | (
-        np.abs(expected["d"].to_numpy() - found["d"].to_numpy()) > 1e-6
-    )
-    if n := int(wrong.sum()):
-        return [f"{REGISTERED}/{table}.{column}: {n} dates are not the controlled date minus "
-                "the person's shift"]  # fmt: skip
+    day = _days_sql(column)
+    n_expected, n_found, n_wrong = con.execute(
+        f"""WITH e AS (
+                SELECT c.person_id AS p, {day} - s.shift AS d FROM {controlled} c
+                LEFT JOIN check_shift s ON s.research_id = c.person_id
+                WHERE c.person_id IN (SELECT person_id FROM {registered})),
+            f AS (SELECT person_id AS p, {day} AS d FROM {registered}),
+            es AS (SELECT *, row_number() OVER (ORDER BY p NULLS LAST, d NULLS LAST) AS n FROM e),
+            fs AS (SELECT *, row_number() OVER (ORDER BY p NULLS LAST, d NULLS LAST) AS n FROM f)
+            SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM f),
+                   count(*) FILTER (WHERE es.p IS DISTINCT FROM fs.p OR abs(es.d - fs.d) > 1e-6)
+            FROM es JOIN fs USING (n)"""
+    ).fetchone()
+    if n_expected != n_found:
+        return [f"{REGISTERED}/{table}: {n_found} rows where the controlled tier has "
+                f"{n_expected} for the same persons"]  # fmt: skip
+    if n_wrong:
+        return [f"{REGISTERED}/{table}.{column}: {n_wrong} dates are not the controlled date "
+                "minus the person's shift"]  # fmt: skip
     return []
 
 
@@ -218,7 +234,7 @@ def raw_identifiers(home: Home) -> tuple[pd.DataFrame, set[str]]:
     ehr = home.raw / "ehr"
     for site in sorted(p.name for p in ehr.iterdir() if p.is_dir()) if ehr.is_dir() else []:
         for submission in submissions(home, site):
-            _, tables = read_submission(submission)
+            _, tables = read_submission(submission, only=(*_PII, "pii_address", "location"))
             parts.append(_site_identities(tables))
             if "location" in tables:
                 zips |= {z[:5] for z in tables["location"].frame["zip"].dropna().astype(str)}
@@ -229,6 +245,9 @@ def privacy(
     release: Release, identifiers: pd.DataFrame, zips: set[str], birth: pd.Series
 ) -> list[str]:
     """Problems found scanning both tiers for direct identifiers, ZIP5s, birth dates and free text.
+
+    Every distinct text and number of every column is read once, in DuckDB, straight from the
+    Parquet files; each distinct text is judged once (:class:`Finder`).
 
     Parameters
     ----------
@@ -241,23 +260,34 @@ def privacy(
     birth
         Real birth dates (day numbers) by research id.
     """
-    scan = scanner(identifiers)
+    finder = Finder(identifiers, zips=zips)
     problems, zip_problems, free_text = [], [], []
-    for label in _labels(release):
-        frame = _read(release, label)
-        problems += [f"{h['table']}.{h['column']}: {h['values']} values hold a direct "
-                     "identifier" for h in scan(label, frame)]  # fmt: skip
-        for name in frame.columns:
-            if frame[name].dtype != object:
-                continue
-            values = distinct_text(frame[name])
-            n = sum(any(z in zips for z in _ZIP5.findall(v)) for v in values)
-            if n:
-                zip_problems.append(f"{label}.{name}: {n} values hold a five-digit ZIP")
-        for name in FREE_TEXT.get(label.split("/")[-1], ()):
-            if name in frame and (n := int(frame[name].notna().sum())):
-                free_text.append(f"{label}.{name}: {n} free-text values (must be empty)")
-        del frame
+    with release_views(release, (REGISTERED, CONTROLLED)) as con:
+        for label in _labels(release):
+            view = quote(label)
+            for name, kind in column_types(con, label).items():
+                column = quote(name)
+                if kind in TEXT_TYPES:
+                    values = [v for (v,) in con.execute(
+                        f"SELECT DISTINCT {column} FROM {view} WHERE {column} IS NOT NULL"
+                    ).fetchall()]  # fmt: skip
+                    n, n_zip = finder.text_hits(values), finder.zip_hits(values)
+                elif kind in NUMBER_TYPES:
+                    found = con.execute(
+                        f"SELECT DISTINCT {column} AS v FROM {view} WHERE abs({column}) >= 1e6"
+                    ).fetchnumpy()["v"]
+                    n, n_zip = finder.number_hits(np.asarray(found)), 0
+                else:
+                    continue
+                if n:
+                    problems.append(f"{label}.{name}: {n} values hold a direct identifier")
+                if n_zip:
+                    zip_problems.append(f"{label}.{name}: {n_zip} values hold a five-digit ZIP")
+            for name in FREE_TEXT.get(label.split("/")[-1], ()):
+                if name in column_types(con, label):
+                    (n,) = con.execute(f"SELECT count({quote(name)}) FROM {view}").fetchone()
+                    if n:
+                        free_text.append(f"{label}.{name}: {n} free-text values (must be empty)")
     problems += zip_problems + free_text
     person = release.table(REGISTERED, "person")
     if person[["month_of_birth", "day_of_birth"]].notna().any().any():
