@@ -229,3 +229,27 @@ def test_status_cache__write_seen_by_next_read_of_other_process(
         for process, _ in servers:
             process.terminate()
             process.wait(30)
+
+
+def test_status_cache__prepared_day_is_caught_up_not_rebuilt(
+    registry, db_url, feed, monkeypatch
+) -> None:
+    directory, _people = feed
+    load_feed(registry, directory, seed=1)
+    day = DAYS[1]
+    future = registry.statuses.prepare(registry.engine, day)
+    assert registry.statuses.prepare(registry.engine, day) is future, "one build per day"
+    future.result(timeout=120)
+    with registry.engine.connect() as connection:
+        ids = list(connection.scalars(text("SELECT participant_id FROM participant")))
+    rng = random.Random(8)
+    for n in range(15):
+        _write(registry, rng, ids, n)
+    rebuilt = []
+    real = _status_frame.status_frame
+    monkeypatch.setattr(
+        _status_frame, "status_frame", lambda *a, **k: rebuilt.append(1) or real(*a, **k)
+    )
+    assert summary(registry, as_of=day) == _fresh(db_url, day)[0]
+    assert len(rebuilt) == 1, "only the fresh derivation ran; the cache used the prepared day"
+    assert registry.statuses.prepare(registry.engine, day).result() is None, "kept already"

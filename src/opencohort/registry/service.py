@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Insert, Select, Table, select, update
+from sqlalchemy import Connection, Engine, Insert, Select, Table, bindparam, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -315,14 +315,23 @@ def _withdrawal(session: Session, participant_id: str) -> Decision[WithdrawalSta
     return _withdrawal_of(session, participant_id)
 
 
+#: Statements of every participant change, built once (building one costs about as much as
+#: running it): a participant's withdrawal events; its version bump, with or without a check
+#: of the version it had.
+_W = m.WithdrawalEvent
+_WITHDRAWALS = (
+    select(_W.status, _W.authored_date, _W.reason)
+    .where(_W.participant_id == bindparam("pid"))
+    .order_by(_W.withdrawal_event_id)
+)
+_P = m.Participant.__table__
+_BUMP = update(_P).where(_P.c.participant_id == bindparam("pid")).values(version=_P.c.version + 1)
+_BUMP_FROM = _BUMP.where(_P.c.version == bindparam("expected"))
+
+
 def _withdrawal_of(session: Session, participant_id: str) -> Decision[WithdrawalStatus]:
     """The withdrawal state of a participant known to exist."""
-    w = m.WithdrawalEvent
-    rows = session.execute(
-        select(w.status, w.authored_date, w.reason)
-        .where(w.participant_id == participant_id)
-        .order_by(w.withdrawal_event_id)
-    )
+    rows = session.connection().execute(_WITHDRAWALS, {"pid": participant_id})
     events = [WithdrawalEvent(WithdrawalStatus(status), day, why) for status, day, why in rows]
     return withdrawal_state(events, as_of=date.max)
 
@@ -341,14 +350,14 @@ def _change(
     run one after the other and none is lost; with `expected_version` it is a compare-and-set.
     """
     with registry.session() as session, session.begin():
-        p = m.Participant
-        where = p.participant_id == participant_id
-        if expected_version is not None:
-            where = where & (p.version == expected_version)
-        bump = update(p).where(where).values(version=p.version + 1)
-        bumped = session.execute(bump.execution_options(synchronize_session=False))
+        if expected_version is None:
+            bumped = session.connection().execute(_BUMP, {"pid": participant_id})
+        else:
+            bumped = session.connection().execute(
+                _BUMP_FROM, {"pid": participant_id, "expected": expected_version}
+            )
         if bumped.rowcount == 0:
-            stored = session.get(p, participant_id)
+            stored = session.get(m.Participant, participant_id)
             if stored is None:
                 raise NotFound(f"no participant {participant_id} in the registry")
             raise StaleVersion(f"{participant_id} is at version {stored.version}, not "
