@@ -37,6 +37,7 @@ from opencohort.registry import (
     load_feed,
     open_registry,
     record_consent,
+    summary,
     update_participant,
     verify_audit_chain,
 )
@@ -44,7 +45,7 @@ from opencohort.registry import models as m
 from opencohort.registry.auth import DEV_SECRET, Role, create_token
 from opencohort.web import REGISTRY_PREFIX, Settings, create_app
 
-from .conftest import write_program_feed
+from .conftest import _drop_postgres, _fresh_postgres, write_program_feed
 
 THREADS = 16
 PER_THREAD = 4
@@ -415,3 +416,31 @@ def test_killed_load__consistent_and_resumable(registry, db_url, crash_feed, tmp
     assert verify_audit_chain(reopened).ok
     assert len([r for r in audit_trail(reopened) if r["action"] == "load_feed"]) == 1
     reopened.close()
+
+
+def test_postgres_connections_killed__pool_renews_them(postgres_url) -> None:
+    """Pooled connections are not pinged: when the server drops them, at most the reads in
+    flight fail (their connection is invalidated) and the next reads get new connections."""
+    url = _fresh_postgres(postgres_url)
+    registry = open_registry(url)
+    try:
+        with ThreadPoolExecutor(3) as pool:  # three connections in the pool
+            assert list(pool.map(lambda _: summary(registry, as_of=date.today()), range(3)))
+        with registry.engine.connect() as connection:
+            mine = connection.scalar(text("SELECT pg_backend_pid()"))
+            others = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> :me")  # fmt: skip
+            killed = connection.execute(others, {"me": mine}).all()
+        assert len(killed) >= 1
+        failed = 0
+        for _ in range(6):
+            try:
+                summary(registry, as_of=date.today())
+            except Exception as exc:  # noqa: BLE001 (a dropped connection, counted)
+                assert getattr(exc, "connection_invalidated", False), exc
+                failed += 1
+        assert failed <= 1, "one broken connection renews the whole pool"
+        assert summary(registry, as_of=date.today())["participants"] == 0
+    finally:
+        registry.close()
+        _drop_postgres(url)
