@@ -131,16 +131,17 @@ class _Entry:
                 column.array[i] = column.encode(row[name])
 
 
-#: The newest audit id, and the entities audited in a range of ids (built once: building a
-#: statement costs about as much as running it).
-_HEAD = select(func.max(_AUDIT.c.audit_id))
+#: The newest audit id (callers read it, e.g. with a ``_db.OneRowReader``, and pass it in), and
+#: the entities audited in a range of ids (built once: building a statement costs about as much
+#: as running it).
+HEAD = select(func.max(_AUDIT.c.audit_id))
 _CHANGED = select(_AUDIT.c.entity, _AUDIT.c.entity_id).where(
     _AUDIT.c.audit_id > bindparam("after"), _AUDIT.c.audit_id <= bindparam("head")
 )
 
 
 def _head(connection: Connection) -> int:
-    return connection.execute(_HEAD).scalar() or 0
+    return connection.execute(HEAD).scalar() or 0
 
 
 def _status_row(facts: _facts.ParticipantFacts, as_of: date) -> dict:
@@ -251,28 +252,31 @@ class StatusCache:
         threading.Thread(target=build, name=f"status-cache-{as_of}", daemon=True).start()
         return future
 
-    def counts(self, connection: Connection, *, as_of: date) -> dict:
-        """Return ``_status_frame.summarise`` of every participant's statuses on `as_of`."""
+    def counts(self, engine: Engine, *, head: int, as_of: date) -> dict:
+        """Return ``_status_frame.summarise`` of every participant's statuses on `as_of`, as
+        of audit id `head` (the newest: ``HEAD``)."""
         with self._lock:
-            entry = self._current(connection, as_of)
+            entry = self._current(engine, head, as_of)
             if entry.counts is None:
                 entry.counts = nest(entry.flat, entry.template)
             return _copy(entry.counts)
 
     def select(
         self,
-        connection: Connection,
+        engine: Engine,
         *,
+        head: int,
         as_of: date,
         where: dict[str, frozenset],
         offset: int = 0,
         limit: int | None = None,
     ) -> tuple[list[str], int]:
         """Return one page (from `offset`, up to `limit` ids, in id order) of the participants
-        whose status on `as_of` is, in each column named in `where`, one of the values given
-        for it, and how many match in all (only the page's ids are gathered)."""
+        whose status on `as_of` (as of audit id `head`) is, in each column named in `where`,
+        one of the values given for it, and how many match in all (only the page's ids are
+        gathered)."""
         with self._lock:
-            entry = self._current(connection, as_of)
+            entry = self._current(engine, head, as_of)
             keep = np.ones(len(entry.ids), dtype=bool)
             for name, values in where.items():
                 keep &= entry.columns[name].isin(values)
@@ -280,13 +284,15 @@ class StatusCache:
             end = None if limit is None else offset + limit
             return entry.ids[rows[offset:end]].tolist(), len(rows)
 
-    def _current(self, connection: Connection, as_of: date) -> _Entry:
-        head = _head(connection)
+    def _current(self, engine: Engine, head: int, as_of: date) -> _Entry:
+        """Return the entry of `as_of` current to `head`; only one behind opens a connection."""
         entry = self._entries.get(as_of) or self._prepared(as_of)
         if as_of == date.today() and _to_midnight() < PREPARE_AHEAD:
-            self._prepare(connection.engine, as_of + timedelta(days=1))
-        if entry is None or not self._catch_up(connection, entry, head, as_of):
-            entry = _Entry.build(head, _status_frame.status_frame(connection, as_of=as_of))
+            self._prepare(engine, as_of + timedelta(days=1))
+        if entry is None or entry.head != head:
+            with engine.connect() as connection:
+                if entry is None or not self._catch_up(connection, entry, head, as_of):
+                    entry = _Entry.build(head, _status_frame.status_frame(connection, as_of=as_of))
         self._entries[as_of] = entry
         self._entries.move_to_end(as_of)
         while len(self._entries) > MAX_DAYS:

@@ -18,7 +18,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from opencohort.errors import InputError, NotFound, OpencohortError, PermissionDenied
-from opencohort.registry import _db, _facts, _feed, audit
+from opencohort.registry import _db, _facts, _feed, _status_cache, audit
 from opencohort.registry import models as m
 from opencohort.registry._status_cache import StatusCache
 from opencohort.registry.status import (
@@ -705,10 +705,15 @@ def participant_status(
     return _facts.derive(facts[0], as_of=as_of)
 
 
+def _audit_head(registry: Registry) -> int:
+    """The newest audit id: the registry's change counter (``_status_cache``)."""
+    row = registry.reader("audit_head", _status_cache.HEAD).one()
+    return (row[0] if row else None) or 0
+
+
 def summary(registry: Registry, *, as_of: date) -> dict:
     """Count participants on `as_of` by enrolment status, site, consent, withdrawal and UBR."""
-    with registry.engine.connect() as connection:
-        counts = registry.statuses.counts(connection, as_of=as_of)
+    counts = registry.statuses.counts(registry.engine, head=_audit_head(registry), as_of=as_of)
     return {"as_of": as_of.isoformat(), **counts}
 
 
@@ -815,9 +820,10 @@ def search_participants(
         stays = WithdrawalStatus.NOT_WITHDRAWN.value
         left = frozenset(s.value for s in WithdrawalStatus) - {stays}
         where["withdrawal"] = left if withdrawn else frozenset({stays})
+    page, count = registry.statuses.select(registry.engine, head=_audit_head(registry),
+                                           as_of=as_of, where=where, offset=offset,
+                                           limit=limit)  # fmt: skip
     with registry.engine.connect() as connection:
-        page, count = registry.statuses.select(connection, as_of=as_of, where=where,
-                                               offset=offset, limit=limit)  # fmt: skip
         facts = _facts.load_facts(connection, page) if page else []
     return [_summary(fact, _facts.derive(fact, as_of=as_of)) for fact in facts], count
 
