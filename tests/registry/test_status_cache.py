@@ -254,3 +254,27 @@ def test_status_cache__prepared_day_is_caught_up_not_rebuilt(
     assert summary(registry, as_of=day) == expected
     assert rebuilt == [], "the cache caught the prepared day up instead of rebuilding it"
     assert registry.statuses.prepare(registry.engine, day).result() is None, "kept already"
+
+
+def test_status_cache__older_head_uses_newer_entry(registry, db_url, feed, monkeypatch) -> None:
+    """A reader that read the audit head before another reader caught the cache up past it
+    gets the newer entry: neither a rebuild nor a step back."""
+    directory, _people = feed
+    load_feed(registry, directory, seed=1)
+    day = DAYS[1]
+    with registry.engine.connect() as connection:
+        ids = list(connection.scalars(text("SELECT participant_id FROM participant")))
+        before = connection.scalar(_status_cache.HEAD)
+    _write(registry, random.Random(9), ids, 0)
+    expected = _fresh(db_url, day)[0]
+    with registry.engine.connect() as connection:
+        head = connection.scalar(_status_cache.HEAD)
+    assert head > before
+    assert registry.statuses.counts(registry.engine, head=head, as_of=day) == expected
+    rebuilt = []
+    real = _status_frame.status_frame
+    monkeypatch.setattr(
+        _status_frame, "status_frame", lambda *a, **k: rebuilt.append(1) or real(*a, **k)
+    )
+    assert registry.statuses.counts(registry.engine, head=before, as_of=day) == expected
+    assert rebuilt == [], "a stale head rebuilt the whole entry"

@@ -289,7 +289,8 @@ class StatusCache:
         entry = self._entries.get(as_of) or self._prepared(as_of)
         if as_of == date.today() and _to_midnight() < PREPARE_AHEAD:
             self._prepare(engine, as_of + timedelta(days=1))
-        if entry is None or entry.head != head:
+        # an entry past `head` (another reader caught it up since `head` was read) is current
+        if entry is None or entry.head < head:
             with engine.connect() as connection:
                 if entry is None or not self._catch_up(connection, entry, head, as_of):
                     entry = _Entry.build(head, _status_frame.status_frame(connection, as_of=as_of))
