@@ -35,15 +35,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2 as httpx
 import numpy as np
+import uvloop
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import http1
 from machine import machine
 from opencohort.config import load_home
 
@@ -275,11 +278,11 @@ class Workload:
         return "POST", f"{PREFIX}/participants/{pid}/consents", headers, body
 
 
-def _code(reply: httpx.Response) -> str:
+def _code(body: bytes) -> str:
     """The error code of a refused request's body (every API error has one)."""
     try:
-        return str(reply.json().get("code"))
-    except ValueError:
+        return str(json.loads(body).get("code"))
+    except (ValueError, AttributeError):
         return "not-json"
 
 
@@ -293,35 +296,36 @@ async def _drive(base_url: str, work: Workload, *, rate: float, seconds: float, 
     service = np.full(total, np.nan)
     errors: dict[str, int] = {}
     slot = iter(range(total))
-    # idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them, so
-    # that no request is sent on a connection the server is closing
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients,
-                          keepalive_expiry=2.0)  # fmt: skip
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as client:
-        start = time.perf_counter()
+    url = urlsplit(base_url)
+    connections = [http1.Connection(url.hostname, url.port) for _ in range(clients)]
+    start = time.perf_counter()
 
-        async def one_client() -> None:
-            for i in slot:
-                due = start + i / rate
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                method, path, headers, body = work.request(rng, kinds[i], f"b{rate:.0f}-{i}")
-                sent = time.perf_counter()
-                try:
-                    reply = await client.request(method, path, headers=headers, json=body)
-                    if not 200 <= reply.status_code < 300:
-                        name = f"{kinds[i]} {reply.status_code} {_code(reply)}"
-                        errors[name] = errors.get(name, 0) + 1
-                except httpx.HTTPError as exc:
-                    name = f"{kinds[i]} {type(exc).__name__}"
+    async def one_client(connection: http1.Connection) -> None:
+        for i in slot:
+            due = start + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            method, path, headers, body = work.request(rng, kinds[i], f"b{rate:.0f}-{i}")
+            sent = time.perf_counter()
+            try:
+                status, reply = await connection.request(method, path, headers, body)
+                if not 200 <= status < 300:
+                    name = f"{kinds[i]} {status} {_code(reply)}"
                     errors[name] = errors.get(name, 0) + 1
-                done = time.perf_counter()
-                latency[i], service[i] = done - due, done - sent
-                progress.update(task, completed=done - start)
+            except (OSError, http1.ProtocolError) as exc:
+                name = f"{kinds[i]} {type(exc).__name__}"
+                errors[name] = errors.get(name, 0) + 1
+            done = time.perf_counter()
+            latency[i], service[i] = done - due, done - sent
+            progress.update(task, completed=done - start)
 
-        await asyncio.gather(*(one_client() for _ in range(clients)))
-        elapsed = time.perf_counter() - start
+    try:
+        await asyncio.gather(*(one_client(c) for c in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    elapsed = time.perf_counter() - start
     ms = latency * 1000
     by_kind = {k: round(float(np.percentile(ms[[x == k for x in kinds]], 99)), 1) for k in MIX}
     return {
@@ -373,7 +377,7 @@ def _bench_engine(engine: str, args, progress: Progress) -> dict:
         drive = _drive(server.base_url, work, rate=rate, seconds=args.duration,
                        clients=args.clients, progress=progress, task=task)  # fmt: skip
         client, served = time.process_time(), server.cpu_seconds()
-        step = asyncio.run(drive)
+        step = uvloop.run(drive)
         done = step["requests"]
         step["client_cpu_ms_per_request"] = round((time.process_time() - client) * 1e3 / done, 2)
         step["server_cpu_ms_per_request"] = round((server.cpu_seconds() - served) * 1e3 / done, 2)
@@ -445,8 +449,9 @@ def main() -> None:
             "held_p99_ms": HELD_P99_MS,
         },  # fmt: skip
         "notes": [
-            "The load generator (asyncio + httpx, one process) runs on the same cores as the "
-            "server and takes a share of them.",
+            "The load generator (one process: asyncio on uvloop, 32 persistent HTTP/1.1 "
+            "connections of bench/http1.py) runs on the same cores as the server and takes a "
+            "share of them (client_cpu_ms_per_request).",
             "Latency runs from each request's scheduled start (open loop), so waiting for a "
             "free client counts; service_p99_ms is from the moment the request was sent.",
             "The server runs without its access log (registry serve --no-access-log).",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from opencohort.registry import audit_trail
+from opencohort.registry import audit_trail, service
 from opencohort.registry import models as m
 from opencohort.registry.auth import DEV_SECRET, Role, create_token, revoke_token
 from opencohort.web import REGISTRY_PREFIX, Settings, create_app
@@ -377,3 +378,35 @@ def test_revoked_token__refused_by_next_request_on_other_worker(api, db_url) -> 
         assert worker.get("/summary", headers=_as(api, Role.CURATION)).status_code == 200
     finally:
         other.state.registry.close()
+
+
+def test_idempotency_key__crash_before_key_stored_leaves_nothing_and_retry_stores_once(
+    api,
+) -> None:
+    _enrol(api, "P1")
+    body = {"consent_type": "ehr", "version": "v1", "status": "submitted",
+            "authored": "2021-01-02", "document_sha256": SHA}  # fmt: skip
+    before = (_count(api, m.Consent), _count(api, m.AuditEntry), _count(api, m.IdempotencyRecord))
+
+    def crash(_row) -> str:
+        raise RuntimeError("the server died after the change, before the key's record")
+
+    call = service.IdempotentCall(caller=Role.SITE_STAFF.value, key="k-crash",
+                                  request_sha256="0" * 64, render=crash)  # fmt: skip
+    with pytest.raises(RuntimeError, match="server died"), service.idempotent(call):
+        service.record_consent(api.registry, "P1", consent_type="ehr", version="v1",
+                               status="submitted", authored=date(2021, 1, 2),
+                               document_sha256=SHA)  # fmt: skip
+    after = (_count(api, m.Consent), _count(api, m.AuditEntry), _count(api, m.IdempotencyRecord))
+    assert after == before, "the change was kept without its key record"
+    headers = _as(api, Role.SITE_STAFF, **{"Idempotency-Key": "k-crash"})
+    first = api.post("/participants/P1/consents", json=body, headers=headers)
+    retry = api.post("/participants/P1/consents", json=body, headers=headers)
+    assert first.status_code == retry.status_code == 201, (first.text, retry.text)
+    assert "idempotent-replayed" not in first.headers
+    assert retry.headers["idempotent-replayed"] == "true" and retry.json() == first.json()
+    assert _count(api, m.Consent) == before[0] + 1
+    assert _count(api, m.IdempotencyRecord) == before[2] + 1
+    with api.registry.session() as session:
+        stored = session.scalars(select(m.IdempotencyRecord)).all()
+    assert [(r.key, r.status_code) for r in stored if r.key == "k-crash"] == [("k-crash", 201)]

@@ -229,3 +229,52 @@ def test_status_cache__write_seen_by_next_read_of_other_process(
         for process, _ in servers:
             process.terminate()
             process.wait(30)
+
+
+def test_status_cache__prepared_day_is_caught_up_not_rebuilt(
+    registry, db_url, feed, monkeypatch
+) -> None:
+    directory, _people = feed
+    load_feed(registry, directory, seed=1)
+    day = DAYS[1]
+    future = registry.statuses.prepare(registry.engine, day)
+    assert registry.statuses.prepare(registry.engine, day) is future, "one build per day"
+    future.result(timeout=120)
+    with registry.engine.connect() as connection:
+        ids = list(connection.scalars(text("SELECT participant_id FROM participant")))
+    rng = random.Random(8)
+    for n in range(15):
+        _write(registry, rng, ids, n)
+    expected = _fresh(db_url, day)[0]
+    rebuilt = []
+    real = _status_frame.status_frame
+    monkeypatch.setattr(
+        _status_frame, "status_frame", lambda *a, **k: rebuilt.append(1) or real(*a, **k)
+    )
+    assert summary(registry, as_of=day) == expected
+    assert rebuilt == [], "the cache caught the prepared day up instead of rebuilding it"
+    assert registry.statuses.prepare(registry.engine, day).result() is None, "kept already"
+
+
+def test_status_cache__older_head_uses_newer_entry(registry, db_url, feed, monkeypatch) -> None:
+    """A reader that read the audit head before another reader caught the cache up past it
+    gets the newer entry: neither a rebuild nor a step back."""
+    directory, _people = feed
+    load_feed(registry, directory, seed=1)
+    day = DAYS[1]
+    with registry.engine.connect() as connection:
+        ids = list(connection.scalars(text("SELECT participant_id FROM participant")))
+        before = connection.scalar(_status_cache.HEAD)
+    _write(registry, random.Random(9), ids, 0)
+    expected = _fresh(db_url, day)[0]
+    with registry.engine.connect() as connection:
+        head = connection.scalar(_status_cache.HEAD)
+    assert head > before
+    assert registry.statuses.counts(registry.engine, head=head, as_of=day) == expected
+    rebuilt = []
+    real = _status_frame.status_frame
+    monkeypatch.setattr(
+        _status_frame, "status_frame", lambda *a, **k: rebuilt.append(1) or real(*a, **k)
+    )
+    assert registry.statuses.counts(registry.engine, head=before, as_of=day) == expected
+    assert rebuilt == [], "a stale head rebuilt the whole entry"

@@ -8,7 +8,7 @@ from functools import cache
 from importlib import resources
 
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, literal_column, null, select, union_all
 
 from opencohort.registry import models as m
 from opencohort.registry.status import (
@@ -71,50 +71,59 @@ class ParticipantStatus:
 
 @cache
 def _fact_queries(by_id: bool) -> tuple:
-    """Return the six queries of `load_facts`, built once (building a statement costs more
-    than running it on one participant); `by_id` adds ``participant_id IN :ids``."""
+    """Return the two queries of `load_facts`, built once (building a statement costs more
+    than running it on one participant): participants, and every fact about them as rows of
+    (participant_id, kind, text, text, text, day, seq) in one ``UNION ALL`` (one round trip
+    instead of five); `by_id` adds ``participant_id IN :ids``."""
 
     def where(statement, column):
         return statement.where(column.in_(bindparam("ids", expanding=True))) if by_id else statement
 
     p, c, w, s = m.Participant, m.Consent, m.WithdrawalEvent, m.SurveyCompletion
     sample, pm = m.Sample, m.PhysicalMeasurement
-    return (
-        where(select(p).order_by(p.participant_id), p.participant_id),
-        where(select(c.participant_id, c.consent_type, c.version, c.status, c.authored_date),
-              c.participant_id),
-        where(select(w.participant_id, w.status, w.authored_date, w.reason)
-              .order_by(w.withdrawal_event_id), w.participant_id),
-        where(select(s.participant_id, s.module, func.min(s.authored_date))
+    none, zero = null(), literal_column("0")
+    people = where(select(p.__table__).order_by(p.participant_id), p.participant_id)
+    events = union_all(
+        where(select(c.participant_id, literal_column(f"'{_CONSENT}'").label("kind"),
+                     c.consent_type, c.version, c.status, c.authored_date,
+                     c.consent_id.label("seq")), c.participant_id),
+        where(select(w.participant_id, literal_column(f"'{_WITHDRAWAL}'"), w.status, w.reason,
+                     none, w.authored_date, w.withdrawal_event_id), w.participant_id),
+        where(select(s.participant_id, literal_column(f"'{_SURVEY}'"), s.module, none, none,
+                     func.min(s.authored_date), zero)
               .group_by(s.participant_id, s.module), s.participant_id),
-        where(select(sample.participant_id, func.min(sample.received_date))
+        where(select(sample.participant_id, literal_column(f"'{_DNA}'"), none, none, none,
+                     func.min(sample.received_date), zero)
               .where(sample.test_code.in_(m.DNA_TEST_CODES), sample.received_date.is_not(None))
               .group_by(sample.participant_id), sample.participant_id),
-        where(select(pm.participant_id, func.min(pm.measured_date)).group_by(pm.participant_id),
-              pm.participant_id),
+        where(select(pm.participant_id, literal_column(f"'{_MEASURED}'"), none, none, none,
+                     func.min(pm.measured_date), zero)
+              .group_by(pm.participant_id), pm.participant_id),
     )  # fmt: skip
+    return people, events.order_by(literal_column("seq"))
+
+
+#: Kinds of the rows of ``_fact_queries``' union of facts.
+_CONSENT, _WITHDRAWAL, _SURVEY, _DNA, _MEASURED = "c", "w", "s", "d", "m"
 
 
 def load_facts(connection: Connection, participant_ids: list[str] | None = None) -> list:
     """Return `ParticipantFacts` for the given participants (all when None), in id order."""
-    people, consents, withdrawals, surveys, dna, measured = _fact_queries(
-        participant_ids is not None
-    )
+    people, events = _fact_queries(participant_ids is not None)
     params = {} if participant_ids is None else {"ids": list(participant_ids)}
     facts = {row.participant_id: ParticipantFacts(dict(row._mapping))
              for row in connection.execute(people, params)}  # fmt: skip
-    for pid, kind, version, status, authored in connection.execute(consents, params):
-        facts[pid].consents.append(
-            ConsentEvent(ConsentType(kind), version, ConsentStatus(status), authored)
-        )
-    for pid, status, authored, reason in connection.execute(withdrawals, params):
-        facts[pid].withdrawals.append(WithdrawalEvent(WithdrawalStatus(status), authored, reason))
-    for pid, module, day in connection.execute(surveys, params):
-        facts[pid].surveys[module] = day
-    for pid, day in connection.execute(dna, params):
-        facts[pid].dna_received = day
-    for pid, day in connection.execute(measured, params):
-        facts[pid].physical_measurements = day
+    for pid, kind, a, b, c, day, _seq in connection.execute(events, params):
+        if kind == _CONSENT:
+            facts[pid].consents.append(ConsentEvent(ConsentType(a), b, ConsentStatus(c), day))
+        elif kind == _WITHDRAWAL:
+            facts[pid].withdrawals.append(WithdrawalEvent(WithdrawalStatus(a), day, b))
+        elif kind == _SURVEY:
+            facts[pid].surveys[a] = day
+        elif kind == _DNA:
+            facts[pid].dna_received = day
+        else:
+            facts[pid].physical_measurements = day
     return list(facts.values())
 
 

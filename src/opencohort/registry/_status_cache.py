@@ -9,18 +9,24 @@ participants named since (the pure path, ``_facts.derive``) and moves the counts
 difference. A change the cache cannot pin to participants (a feed load, anything it does not
 know) rebuilds the whole entry with ``_status_frame``. Reads therefore see every committed
 write, in every process: each process checks the counter itself.
+
+A rebuild takes seconds on a large registry, and every read waits for it. So that the day
+rolling over does not stall reads at midnight, a read of today's statuses in the last
+``PREPARE_AHEAD`` seconds before it starts deriving tomorrow's entry in a background thread;
+the first read of tomorrow then only catches that entry up.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
 
 from opencohort.registry import _facts, _status_frame
 from opencohort.registry import models as m
@@ -38,6 +44,8 @@ INERT_ENTITIES = frozenset({"api_token", "manifest"})
 MAX_DELTA = 5_000
 #: Days (``as_of``) kept at once; the oldest is dropped first.
 MAX_DAYS = 4
+#: Seconds before midnight from which reads of today start deriving tomorrow's entry.
+PREPARE_AHEAD = 900.0
 #: Type of the codes that stand for a text column's values.
 _CODE = np.int32
 
@@ -123,16 +131,17 @@ class _Entry:
                 column.array[i] = column.encode(row[name])
 
 
-#: The newest audit id, and the entities audited in a range of ids (built once: building a
-#: statement costs about as much as running it).
-_HEAD = select(func.max(_AUDIT.c.audit_id))
+#: The newest audit id (callers read it, e.g. with a ``_db.OneRowReader``, and pass it in), and
+#: the entities audited in a range of ids (built once: building a statement costs about as much
+#: as running it).
+HEAD = select(func.max(_AUDIT.c.audit_id))
 _CHANGED = select(_AUDIT.c.entity, _AUDIT.c.entity_id).where(
     _AUDIT.c.audit_id > bindparam("after"), _AUDIT.c.audit_id <= bindparam("head")
 )
 
 
 def _head(connection: Connection) -> int:
-    return connection.execute(_HEAD).scalar() or 0
+    return connection.execute(HEAD).scalar() or 0
 
 
 def _status_row(facts: _facts.ParticipantFacts, as_of: date) -> dict:
@@ -212,29 +221,62 @@ class StatusCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: OrderedDict[date, _Entry] = OrderedDict()
+        #: Entries being derived in the background, by day (``prepare``).
+        self._preparing: dict[date, Future] = {}
 
-    def counts(self, connection: Connection, *, as_of: date) -> dict:
-        """Return ``_status_frame.summarise`` of every participant's statuses on `as_of`."""
+    def prepare(self, engine: Engine, as_of: date) -> Future:
+        """Start deriving the entry of `as_of` in a background thread on its own connection
+        to `engine` (unless one is kept or being derived); return its future (its result is
+        None when the entry was kept already)."""
         with self._lock:
-            entry = self._current(connection, as_of)
+            return self._prepare(engine, as_of)
+
+    def _prepare(self, engine: Engine, as_of: date) -> Future:
+        if as_of in self._preparing:
+            return self._preparing[as_of]
+        future: Future = Future()
+        if as_of in self._entries:
+            future.set_result(None)
+            return future
+
+        def build() -> None:
+            try:
+                with engine.connect() as connection:
+                    head = _head(connection)
+                    frame = _status_frame.status_frame(connection, as_of=as_of)
+                future.set_result(_Entry.build(head, frame))
+            except Exception as exc:  # noqa: BLE001 (the reader that needs it rebuilds)
+                future.set_exception(exc)
+
+        self._preparing[as_of] = future
+        threading.Thread(target=build, name=f"status-cache-{as_of}", daemon=True).start()
+        return future
+
+    def counts(self, engine: Engine, *, head: int, as_of: date) -> dict:
+        """Return ``_status_frame.summarise`` of every participant's statuses on `as_of`, as
+        of audit id `head` (the newest: ``HEAD``)."""
+        with self._lock:
+            entry = self._current(engine, head, as_of)
             if entry.counts is None:
                 entry.counts = nest(entry.flat, entry.template)
             return _copy(entry.counts)
 
     def select(
         self,
-        connection: Connection,
+        engine: Engine,
         *,
+        head: int,
         as_of: date,
         where: dict[str, frozenset],
         offset: int = 0,
         limit: int | None = None,
     ) -> tuple[list[str], int]:
         """Return one page (from `offset`, up to `limit` ids, in id order) of the participants
-        whose status on `as_of` is, in each column named in `where`, one of the values given
-        for it, and how many match in all (only the page's ids are gathered)."""
+        whose status on `as_of` (as of audit id `head`) is, in each column named in `where`,
+        one of the values given for it, and how many match in all (only the page's ids are
+        gathered)."""
         with self._lock:
-            entry = self._current(connection, as_of)
+            entry = self._current(engine, head, as_of)
             keep = np.ones(len(entry.ids), dtype=bool)
             for name, values in where.items():
                 keep &= entry.columns[name].isin(values)
@@ -242,16 +284,31 @@ class StatusCache:
             end = None if limit is None else offset + limit
             return entry.ids[rows[offset:end]].tolist(), len(rows)
 
-    def _current(self, connection: Connection, as_of: date) -> _Entry:
-        head = _head(connection)
-        entry = self._entries.get(as_of)
-        if entry is None or not self._catch_up(connection, entry, head, as_of):
-            entry = _Entry.build(head, _status_frame.status_frame(connection, as_of=as_of))
+    def _current(self, engine: Engine, head: int, as_of: date) -> _Entry:
+        """Return the entry of `as_of` current to `head`; only one behind opens a connection."""
+        entry = self._entries.get(as_of) or self._prepared(as_of)
+        if as_of == date.today() and _to_midnight() < PREPARE_AHEAD:
+            self._prepare(engine, as_of + timedelta(days=1))
+        # an entry past `head` (another reader caught it up since `head` was read) is current
+        if entry is None or entry.head < head:
+            with engine.connect() as connection:
+                if entry is None or not self._catch_up(connection, entry, head, as_of):
+                    entry = _Entry.build(head, _status_frame.status_frame(connection, as_of=as_of))
         self._entries[as_of] = entry
         self._entries.move_to_end(as_of)
         while len(self._entries) > MAX_DAYS:
             self._entries.popitem(last=False)
         return entry
+
+    def _prepared(self, as_of: date) -> _Entry | None:
+        """Return the entry derived in the background for `as_of` (waiting for it), if any."""
+        future = self._preparing.pop(as_of, None)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 (rebuilt by the caller)
+            return None
 
     def _catch_up(self, connection: Connection, entry: _Entry, head: int, as_of: date) -> bool:
         """Re-derive the participants changed after ``entry.head``; False if it cannot."""
@@ -276,6 +333,14 @@ class StatusCache:
         entry.put(new)
         entry.head, entry.counts = head, None
         return True
+
+
+def _to_midnight() -> float:
+    """Seconds until the local day (``date.today()``) changes."""
+    now = datetime.now()
+    return (
+        datetime.combine(now.date() + timedelta(days=1), datetime.min.time()) - now
+    ).total_seconds()
 
 
 def _copy(counts: dict) -> dict:

@@ -29,6 +29,9 @@ GENESIS = "0" * 64
 #: Key of the PostgreSQL advisory lock that serialises appends (b"ocau" as an integer).
 _PG_LOCK = 0x6F636175
 _AUDIT = m.AuditEntry.__table__
+#: Statements run on every append, built once (building one costs about as much as running it).
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_LAST = select(_AUDIT.c.audit_id, _AUDIT.c.row_sha256).order_by(_AUDIT.c.audit_id.desc()).limit(1)
 
 
 @dataclass(frozen=True)
@@ -118,10 +121,8 @@ def record_many(connection: Connection, entries: list[Mapping], *, actor: str) -
     if not entries:
         return []
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
-    last = connection.execute(
-        select(_AUDIT.c.audit_id, _AUDIT.c.row_sha256).order_by(_AUDIT.c.audit_id.desc()).limit(1)
-    ).first()
+        connection.execute(_LOCK, {"key": _PG_LOCK})
+    last = connection.execute(_LAST).first()
     audit_id, prev = (last.audit_id, last.row_sha256) if last else (0, GENESIS)
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = []

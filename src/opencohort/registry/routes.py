@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
@@ -90,10 +91,11 @@ async def _create(
     principal: Principal,
     key: str | None,
     body: BaseModel,
-    make: Callable[[], BaseModel],
+    run: Callable[[], object],
+    present: Callable[[object], BaseModel],
 ) -> BaseModel | Response:
     """Run `_create_once` on the thread pool."""
-    return await run_in_threadpool(_create_once, request, principal, key, body, make)
+    return await run_in_threadpool(_create_once, request, principal, key, body, run, present)
 
 
 def _create_once(
@@ -101,29 +103,35 @@ def _create_once(
     principal: Principal,
     key: str | None,
     body: BaseModel,
-    make: Callable[[], BaseModel],
+    run: Callable[[], object],
+    present: Callable[[object], BaseModel],
 ) -> BaseModel | Response:
-    """Run a creating call once per idempotency key; replay its first response to retries."""
+    """Return ``present(run())``, running `run` once per idempotency key: the change stores
+    its response in its own transaction, and a retry replays it (the retry's own change is
+    rolled back when it finds the key stored)."""
     if key is None:
-        return make()
+        return present(run())
     registry = request.app.state.registry
     content = {"method": request.method, "path": request.url.path,
                "body": body.model_dump(mode="json")}  # fmt: skip
     fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    who = {"caller": principal.name, "key": key}
-    stored = service.claim_idempotency_key(registry, **who, request_sha256=fingerprint)
-    if stored is not None:
-        status_code, text = stored
-        return Response(text, status_code, {"Idempotent-Replayed": "true"}, "application/json")
+    who = {"caller": principal.name, "key": key, "request_sha256": fingerprint}
+    call = service.IdempotentCall(**who, render=lambda done: present(done).model_dump_json())
     try:
-        result = make()
-    except BaseException:
-        service.release_idempotency_key(registry, **who)
-        raise
-    service.store_idempotent_response(
-        registry, **who, status_code=201, body=result.model_dump_json()
-    )
-    return result
+        with service.idempotent(call):
+            run()
+    except Exception:
+        # a retry: the first request with the key committed (this change, now rolled back,
+        # clashed with it or with the key's record), or this request is refused
+        stored = service.idempotent_response(registry, **who)
+        if stored is None:
+            raise
+    else:
+        if call.body is None:
+            raise RuntimeError(f"{request.url.path} stored no idempotent response")
+        return Response(call.body, 201, media_type="application/json")
+    status_code, text = stored
+    return Response(text, status_code, {"Idempotent-Replayed": "true"}, "application/json")
 
 
 # --- participants ------------------------------------------------------------------------------
@@ -140,7 +148,7 @@ async def create_participant(
 ):
     """Enrol a participant; an ineligible applicant gets 422 with every reason."""
 
-    def make() -> s.ParticipantPublic:
+    def run() -> dict:
         applicant = Applicant(birth_date=body.birth_date, lives_in_us=body.lives_in_us,
                               incarcerated=body.incarcerated, able_to_consent=body.able_to_consent,
                               guardian_linked=body.guardian_linked,
@@ -149,10 +157,9 @@ async def create_participant(
                             sign_up_date=body.sign_up_date, site_id=body.site_id,
                             origin=body.origin, answers=body.answers.model_dump(),
                             actor=caller.name)  # fmt: skip
-        record = service.participant_record(registry, pid, as_of=date.today())
-        return s.ParticipantPublic.model_validate(record)
+        return service.participant_record(registry, pid, as_of=date.today())
 
-    return await _create(request, caller, key, body, make)
+    return await _create(request, caller, key, body, run, s.ParticipantPublic.model_validate)
 
 
 @router.get("/participants", response_model=s.ParticipantSummaryList,
@@ -249,22 +256,20 @@ async def create_consent(
 ):
     """Append a signed consent form to the participant's history."""
 
-    def make() -> s.ConsentPublic:
-        return s.ConsentPublic.model_validate(
-            service.record_consent(
-                registry,
-                participant_id,
-                consent_type=body.consent_type,
-                version=body.version,
-                status=body.status,
-                authored=body.authored,
-                document_sha256=body.document_sha256,
-                signer=body.signer,
-                actor=caller.name,
-            )
+    def run() -> dict:
+        return service.record_consent(
+            registry,
+            participant_id,
+            consent_type=body.consent_type,
+            version=body.version,
+            status=body.status,
+            authored=body.authored,
+            document_sha256=body.document_sha256,
+            signer=body.signer,
+            actor=caller.name,
         )
 
-    return await _create(request, caller, key, body, make)
+    return await _create(request, caller, key, body, run, s.ConsentPublic.model_validate)
 
 
 @router.get("/participants/{participant_id}/consents", response_model=s.ConsentList,
@@ -289,18 +294,16 @@ async def create_survey(
 ):
     """Record a completed survey module."""
 
-    def make() -> s.SurveyPublic:
-        return s.SurveyPublic.model_validate(
-            service.record_survey(
-                registry,
-                participant_id,
-                module=body.module,
-                authored=body.authored,
-                actor=caller.name,
-            )
+    def run() -> dict:
+        return service.record_survey(
+            registry,
+            participant_id,
+            module=body.module,
+            authored=body.authored,
+            actor=caller.name,
         )
 
-    return await _create(request, caller, key, body, make)
+    return await _create(request, caller, key, body, run, s.SurveyPublic.model_validate)
 
 
 @router.post("/participants/{participant_id}/physical-measurements",
@@ -317,14 +320,14 @@ async def create_measurement(
     """Record one visit's physical measurements."""
     values = body.model_dump(exclude={"measured"})
 
-    def make() -> s.PhysicalMeasurementPublic:
-        return s.PhysicalMeasurementPublic.model_validate(
-            service.record_physical_measurement(
-                registry, participant_id, measured=body.measured, values=values, actor=caller.name
-            )
+    def run() -> dict:
+        return service.record_physical_measurement(
+            registry, participant_id, measured=body.measured, values=values, actor=caller.name
         )
 
-    return await _create(request, caller, key, body, make)
+    return await _create(
+        request, caller, key, body, run, s.PhysicalMeasurementPublic.model_validate
+    )
 
 
 @router.post("/participants/{participant_id}/biospecimen-orders",
@@ -342,14 +345,12 @@ async def create_order(
     order = body.model_dump(exclude={"samples"})
     samples = [sample.model_dump() for sample in body.samples]
 
-    def make() -> s.BiospecimenOrderPublic:
-        return s.BiospecimenOrderPublic.model_validate(
-            service.create_biospecimen_order(
-                registry, participant_id, order=order, samples=samples, actor=caller.name
-            )
+    def run() -> dict:
+        return service.create_biospecimen_order(
+            registry, participant_id, order=order, samples=samples, actor=caller.name
         )
 
-    return await _create(request, caller, key, body, make)
+    return await _create(request, caller, key, body, run, s.BiospecimenOrderPublic.model_validate)
 
 
 @router.post("/participants/{participant_id}/withdrawal", response_model=s.DecisionPublic,
@@ -400,19 +401,17 @@ async def advance_genomic(
 ):
     """Move a sample one step along the sequencing workflow (illegal steps: 409)."""
 
-    def make() -> s.GenomicStepPublic:
-        return s.GenomicStepPublic.model_validate(
-            service.advance_genomic(
-                registry,
-                sample_id,
-                state=body.state,
-                day=body.day,
-                detail=body.detail,
-                actor=caller.name,
-            )
+    def run() -> dict:
+        return service.advance_genomic(
+            registry,
+            sample_id,
+            state=body.state,
+            day=body.day,
+            detail=body.detail,
+            actor=caller.name,
         )
 
-    return await _create(request, caller, key, body, make)
+    return await _create(request, caller, key, body, run, s.GenomicStepPublic.model_validate)
 
 
 @router.get("/samples/{sample_id}/genomic-state", response_model=s.GenomicStatePublic,
@@ -454,13 +453,15 @@ async def create_manifest(
 ):
     """Send one DNA sample of each participant for sequencing, all or nothing (refused: 409)."""
 
-    def make() -> s.ManifestPublic:
-        sent = sequencing.send_for_sequencing(registry, body.participant_ids, day=body.day,
+    def run() -> pd.DataFrame:
+        return sequencing.send_for_sequencing(registry, body.participant_ids, day=body.day,
                                               actor=caller.name)  # fmt: skip
+
+    def present(sent: pd.DataFrame) -> s.ManifestPublic:
         rows = sent.to_dict(orient="records")
         return s.ManifestPublic.model_validate({"data": rows, "count": len(rows)})
 
-    return await _create(request, caller, key, body, make)
+    return await _create(request, caller, key, body, run, present)
 
 
 @router.get("/audit/verify", response_model=s.AuditReportPublic, operation_id="audit-verify",

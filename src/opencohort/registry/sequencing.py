@@ -25,7 +25,7 @@ from sqlalchemy import Connection, func, select, update
 from opencohort.errors import InputError, NotFound
 from opencohort.registry import _facts, _status_frame, audit
 from opencohort.registry import models as m
-from opencohort.registry.service import SYSTEM_ACTOR, Registry
+from opencohort.registry.service import SYSTEM_ACTOR, Registry, remember_response
 from opencohort.registry.status import (
     GenomicState,
     SampleState,
@@ -735,6 +735,7 @@ def send_for_sequencing(
     try:
         with registry.engine.begin() as connection:
             frame, content = _send(connection, ids, day, path, actor)
+            remember_response(connection, lambda: frame)
             if partial is not None:
                 partial.write_text(content, encoding="utf-8")
         if partial is not None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -12,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Insert, Select, Table, delete, select, update
+from sqlalchemy import Connection, Engine, Insert, Select, Table, bindparam, select, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from opencohort.errors import InputError, NotFound, OpencohortError, PermissionDenied
-from opencohort.registry import _db, _facts, _feed, audit
+from opencohort.registry import _db, _facts, _feed, _status_cache, audit
 from opencohort.registry import models as m
 from opencohort.registry._status_cache import StatusCache
 from opencohort.registry.status import (
@@ -82,10 +82,6 @@ class StaleVersion(OpencohortError):
 
 class IdempotencyConflict(OpencohortError):
     """An idempotency key was reused for a different request; use a new key for a new request."""
-
-
-class RequestInProgress(OpencohortError):
-    """A request with this idempotency key is still being handled; retry it later."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +301,7 @@ def enrol(
         )
         audit.record(connection, actor=actor, action="enrol", entity="participant",
                      entity_id=participant_id, after=stored)  # fmt: skip
+        remember_response(connection, lambda: _record(*_derived(connection, participant_id)))
     return participant_id
 
 
@@ -318,14 +315,23 @@ def _withdrawal(session: Session, participant_id: str) -> Decision[WithdrawalSta
     return _withdrawal_of(session, participant_id)
 
 
+#: Statements of every participant change, built once (building one costs about as much as
+#: running it): a participant's withdrawal events; its version bump, with or without a check
+#: of the version it had.
+_W = m.WithdrawalEvent
+_WITHDRAWALS = (
+    select(_W.status, _W.authored_date, _W.reason)
+    .where(_W.participant_id == bindparam("pid"))
+    .order_by(_W.withdrawal_event_id)
+)
+_P = m.Participant.__table__
+_BUMP = update(_P).where(_P.c.participant_id == bindparam("pid")).values(version=_P.c.version + 1)
+_BUMP_FROM = _BUMP.where(_P.c.version == bindparam("expected"))
+
+
 def _withdrawal_of(session: Session, participant_id: str) -> Decision[WithdrawalStatus]:
     """The withdrawal state of a participant known to exist."""
-    w = m.WithdrawalEvent
-    rows = session.execute(
-        select(w.status, w.authored_date, w.reason)
-        .where(w.participant_id == participant_id)
-        .order_by(w.withdrawal_event_id)
-    )
+    rows = session.connection().execute(_WITHDRAWALS, {"pid": participant_id})
     events = [WithdrawalEvent(WithdrawalStatus(status), day, why) for status, day, why in rows]
     return withdrawal_state(events, as_of=date.max)
 
@@ -344,14 +350,14 @@ def _change(
     run one after the other and none is lost; with `expected_version` it is a compare-and-set.
     """
     with registry.session() as session, session.begin():
-        p = m.Participant
-        where = p.participant_id == participant_id
-        if expected_version is not None:
-            where = where & (p.version == expected_version)
-        bump = update(p).where(where).values(version=p.version + 1)
-        bumped = session.execute(bump.execution_options(synchronize_session=False))
+        if expected_version is None:
+            bumped = session.connection().execute(_BUMP, {"pid": participant_id})
+        else:
+            bumped = session.connection().execute(
+                _BUMP_FROM, {"pid": participant_id, "expected": expected_version}
+            )
         if bumped.rowcount == 0:
-            stored = session.get(p, participant_id)
+            stored = session.get(m.Participant, participant_id)
             if stored is None:
                 raise NotFound(f"no participant {participant_id} in the registry")
             raise StaleVersion(f"{participant_id} is at version {stored.version}, not "
@@ -385,6 +391,12 @@ def _add(session: Session, obj: m.Base, *, actor: str, action: str, participant_
     row = dict(connection.execute(_insert_returning(table), values).mappings().one())
     audit.record(connection, actor=actor, action=action, entity=obj.__tablename__,
                  entity_id=participant_id, after=row)  # fmt: skip
+    return row
+
+
+def _remembered(session: Session, row: dict) -> dict:
+    """Store `row` as the response to the running ``IdempotentCall`` (if any); return it."""
+    remember_response(session.connection(), lambda: row)
     return row
 
 
@@ -423,8 +435,9 @@ def record_consent(
             authored_date=authored,
             document_sha256=document_sha256,
         )
-        return _add(session, consent, actor=actor, action="record_consent",
-                    participant_id=participant_id)  # fmt: skip
+        row = _add(session, consent, actor=actor, action="record_consent",
+                   participant_id=participant_id)  # fmt: skip
+        return _remembered(session, row)
 
 
 def withdraw(
@@ -535,8 +548,9 @@ def record_survey(
         survey = m.SurveyCompletion(
             participant_id=participant_id, module=module, authored_date=authored
         )
-        return _add(session, survey, actor=actor, action="record_survey",
-                    participant_id=participant_id)  # fmt: skip
+        row = _add(session, survey, actor=actor, action="record_survey",
+                   participant_id=participant_id)  # fmt: skip
+        return _remembered(session, row)
 
 
 def record_physical_measurement(
@@ -555,8 +569,9 @@ def record_physical_measurement(
         row = m.PhysicalMeasurement(
             participant_id=participant_id, measured_date=measured, **dict(values)
         )
-        return _add(session, row, actor=actor, action="record_physical_measurement",
-                    participant_id=participant_id)  # fmt: skip
+        stored = _add(session, row, actor=actor, action="record_physical_measurement",
+                      participant_id=participant_id)  # fmt: skip
+        return _remembered(session, stored)
 
 
 def create_biospecimen_order(
@@ -592,6 +607,7 @@ def create_biospecimen_order(
                  actor=actor, action="create_sample", participant_id=participant_id)
             for s in samples
         ]  # fmt: skip
+        remember_response(session.connection(), lambda: stored)
     return stored
 
 
@@ -649,9 +665,11 @@ def advance_genomic(
                                       f"{verdict.reason}")  # fmt: skip
         event = m.GenomicEvent(sample_id=sample_id, state=new.value, event_date=day, detail=detail)
         _add(session, event, actor=actor, action="advance_genomic", participant_id=participant_id)
-    previous = current.value.value if current.value else None
-    return {"sample_id": sample_id, "participant_id": participant_id, "state": new.value,
-            "since": day, "previous": previous}  # fmt: skip
+        previous = current.value.value if current.value else None
+        step = {"sample_id": sample_id, "participant_id": participant_id, "state": new.value,
+                "since": day, "previous": previous}  # fmt: skip
+        remember_response(session.connection(), lambda: step)
+    return step
 
 
 def genomic_sample_state(registry: Registry, sample_id: str, *, as_of: date) -> dict:
@@ -687,10 +705,15 @@ def participant_status(
     return _facts.derive(facts[0], as_of=as_of)
 
 
+def _audit_head(registry: Registry) -> int:
+    """The newest audit id: the registry's change counter (``_status_cache``)."""
+    row = registry.reader("audit_head", _status_cache.HEAD).one()
+    return (row[0] if row else None) or 0
+
+
 def summary(registry: Registry, *, as_of: date) -> dict:
     """Count participants on `as_of` by enrolment status, site, consent, withdrawal and UBR."""
-    with registry.engine.connect() as connection:
-        counts = registry.statuses.counts(connection, as_of=as_of)
+    counts = registry.statuses.counts(registry.engine, head=_audit_head(registry), as_of=as_of)
     return {"as_of": as_of.isoformat(), **counts}
 
 
@@ -734,10 +757,15 @@ def _summary(facts: _facts.ParticipantFacts, status: ParticipantStatus) -> dict:
 
 def _one(registry: Registry, participant_id: str, as_of: date):
     with registry.engine.connect() as connection:
-        facts = _facts.load_facts(connection, [participant_id])
+        return _derived(connection, participant_id, as_of)
+
+
+def _derived(connection: Connection, participant_id: str, as_of: date | None = None):
+    """Return a participant's facts and statuses on `as_of` (default today)."""
+    facts = _facts.load_facts(connection, [participant_id])
     if not facts:
         raise NotFound(f"no participant {participant_id} in the registry")
-    return facts[0], _facts.derive(facts[0], as_of=as_of)
+    return facts[0], _facts.derive(facts[0], as_of=as_of or date.today())
 
 
 def participant_record(registry: Registry, participant_id: str, *, as_of: date) -> dict:
@@ -792,9 +820,10 @@ def search_participants(
         stays = WithdrawalStatus.NOT_WITHDRAWN.value
         left = frozenset(s.value for s in WithdrawalStatus) - {stays}
         where["withdrawal"] = left if withdrawn else frozenset({stays})
+    page, count = registry.statuses.select(registry.engine, head=_audit_head(registry),
+                                           as_of=as_of, where=where, offset=offset,
+                                           limit=limit)  # fmt: skip
     with registry.engine.connect() as connection:
-        page, count = registry.statuses.select(connection, as_of=as_of, where=where,
-                                               offset=offset, limit=limit)  # fmt: skip
         facts = _facts.load_facts(connection, page) if page else []
     return [_summary(fact, _facts.derive(fact, as_of=as_of)) for fact in facts], count
 
@@ -820,60 +849,67 @@ def list_consents(registry: Registry, participant_id: str) -> list[dict]:
 # --- idempotency keys of creating API calls ---------------------------------------------------
 
 
-def claim_idempotency_key(
+@dataclass
+class IdempotentCall:
+    """A creating API call made under an idempotency key.
+
+    While it runs (``idempotent``), the change it makes stores its response, ``render`` of
+    the change's result, in the change's own transaction (``remember_response``): the key is
+    recorded if and only if the change is committed, so a retry after a crash at any point
+    either replays the stored response or runs the change for the first time.
+    """
+
+    caller: str
+    key: str
+    request_sha256: str
+    render: Callable[[object], str]
+    #: The stored response body, once the change has stored it.
+    body: str | None = None
+
+
+_CALL: ContextVar[IdempotentCall | None] = ContextVar("idempotent_call", default=None)
+
+
+@contextmanager
+def idempotent(call: IdempotentCall) -> Iterator[IdempotentCall]:
+    """Run the block as `call`: the one change it makes stores `call`'s response (and fails
+    with ``IntegrityError``, storing nothing, when the key is stored already)."""
+    token = _CALL.set(call)
+    try:
+        yield call
+    finally:
+        _CALL.reset(token)
+
+
+def remember_response(connection: Connection, result: Callable[[], object]) -> None:
+    """Store the response to the running ``IdempotentCall``, if any, made of `result()`, on
+    `connection` (inside the change's transaction, just before it commits)."""
+    call = _CALL.get()
+    if call is None:
+        return
+    call.body = call.render(result())
+    record = {"token_name": call.caller, "key": call.key, "request_sha256": call.request_sha256,
+              "status_code": 201, "response": call.body,
+              "created_at": datetime.now(UTC).replace(tzinfo=None)}  # fmt: skip
+    connection.execute(m.IdempotencyRecord.__table__.insert(), record)
+
+
+def idempotent_response(
     registry: Registry, *, caller: str, key: str, request_sha256: str
 ) -> tuple[int, str] | None:
-    """Claim `key` for a new request, or return the stored ``(status, body)`` of its first use.
-
-    Returns None when the caller should run the request (then call
-    ``store_idempotent_response`` or, if it fails, ``release_idempotency_key``).
+    """Return the stored ``(status, body)`` of the first request `caller` sent with `key`, or
+    None when there is none.
 
     Raises
     ------
     IdempotencyConflict
         If `key` was used by this caller for a request with different content.
-    RequestInProgress
-        If the first request with `key` has not finished.
     """
-    record = m.IdempotencyRecord
-    try:
-        with registry.engine.begin() as connection:
-            connection.execute(record.__table__.insert(), {
-                "token_name": caller, "key": key, "request_sha256": request_sha256,
-                "created_at": datetime.now(UTC).replace(tzinfo=None),
-            })  # fmt: skip
+    with registry.session() as session:
+        found = session.get(m.IdempotencyRecord, (caller, key))
+    if found is None:
         return None
-    except IntegrityError:
-        with registry.session() as session:
-            found = session.get(record, (caller, key))
-    if found is not None and found.request_sha256 != request_sha256:
+    if found.request_sha256 != request_sha256:
         raise IdempotencyConflict(f"idempotency key '{key}' was used for a different request; "
                                   "send a new key with a new request")  # fmt: skip
-    if found is None or found.status_code is None:
-        raise RequestInProgress(f"the request with idempotency key '{key}' is in progress; "
-                                "retry it in a moment")  # fmt: skip
     return found.status_code, found.response
-
-
-def store_idempotent_response(
-    registry: Registry, *, caller: str, key: str, status_code: int, body: str
-) -> None:
-    """Store the response of the request that claimed `key`, for replay to retries."""
-    record = m.IdempotencyRecord
-    with registry.engine.begin() as connection:
-        connection.execute(
-            update(record)
-            .where(record.token_name == caller, record.key == key)
-            .values(status_code=status_code, response=body)
-        )
-
-
-def release_idempotency_key(registry: Registry, *, caller: str, key: str) -> None:
-    """Forget a claimed key whose request failed, so that a retry runs again."""
-    record = m.IdempotencyRecord
-    with registry.engine.begin() as connection:
-        connection.execute(
-            delete(record).where(
-                record.token_name == caller, record.key == key, record.status_code.is_(None)
-            )
-        )

@@ -21,7 +21,6 @@ from opencohort.registry.service import (
     AlreadyExists,
     IdempotencyConflict,
     ParticipantWithdrawn,
-    RequestInProgress,
     StaleVersion,
 )
 
@@ -40,7 +39,6 @@ STATUSES: dict[type[Exception], tuple[int, str]] = {
     StaleVersion: (412, "stale_version"),
     PreconditionRequired: (428, "precondition_required"),
     IdempotencyConflict: (422, "idempotency_key_reused"),
-    RequestInProgress: (409, "request_in_progress"),
     OpencohortError: (400, "bad_request"),
 }
 _HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found",
@@ -61,8 +59,6 @@ def _domain(request: Request, exc: OpencohortError) -> JSONResponse:
         detail = {"reasons": list(exc.reasons)}
     if isinstance(exc, Unauthenticated):
         headers = {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, RequestInProgress):
-        headers = {"Retry-After": "1"}
     return JSONResponse(error_body(code, str(exc), loc, detail), status, headers)
 
 
