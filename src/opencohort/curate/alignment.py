@@ -152,7 +152,7 @@ class DomainAlignment(IbisRule):
         for target, parts in moves.items():
             t, key = tables[target], primary_key(target)
             union = functools.reduce(lambda a, b: a.union(b), parts)
-            number = ibis.row_number().over(order_by=["_m_rank", "_m_ord"])
+            number = ibis.row_number().over(order_by=[union["_m_rank"], union["_m_ord"]])
             first = t[key].max().fill_null(0).as_scalar() + 1
             add[target] = union.mutate(**{key: first + number, ORDER: number}).drop(
                 "_m_rank", "_m_ord"
