@@ -10,10 +10,11 @@ and :func:`run_stage` runs one stage, keeps every removed or changed row in a sa
 returns the rule log for the release manifest.
 
 An :class:`IbisRule` holds its logic as Ibis expressions instead (:meth:`IbisRule.plan`), so
-it runs on any :class:`~opencohort.curate.engine.Engine` (DuckDB or Spark); :func:`run_stage`
-runs consecutive Ibis rules on the engine and hands their tables on to pandas rules (and back)
-through Parquet. ``IbisRule.apply`` runs one rule on a temporary DuckDB engine, so every rule
-also takes and returns frames.
+it runs on any :class:`~opencohort.curate.engine.Engine` (DuckDB or Spark); every built-in rule
+is one. :func:`run_tables` runs a stage on tables that stay on the engine (curation registers
+its frames once and fetches each tier's tables at the end); a rule written with pandas gets
+its tables fetched and its output registered again. ``IbisRule.apply`` runs one rule on a
+temporary DuckDB engine, so every rule also takes and returns frames.
 """
 
 from __future__ import annotations
@@ -483,9 +484,10 @@ def _step(rule: IbisRule, tables, rows, ctx: Context, db: Engine) -> _Step:
             f"rule {rule.id} plans more than one of remove, rewrite, replace for a table"
         )
     step = _Step(dict(tables), dict(rows), touched, (*plan.remove, *plan.replace))
+    flags = {t: m[REMOVE].fill_null(False) for t, m in plan.remove.items()}
+    counts = db.counts({t: m.filter(flags[t]) for t, m in plan.remove.items() if rows[t]})
     for table, marked in plan.remove.items():
-        flag = marked[REMOVE].fill_null(False)
-        gone = db.count(marked.filter(flag)) if rows[table] else 0
+        flag, gone = flags[table], counts.get(table, 0)
         if gone:  # nothing is materialised for a table the rule leaves as it was
             step.tables[table] = db.persist(marked.filter(~flag).drop(REMOVE))
             step.removed[table] = marked.filter(flag).drop(REMOVE)
