@@ -510,21 +510,23 @@ def _keys(table: str, base: ibis.Table) -> list[str]:
     return [c for c in dict.fromkeys((primary_key(table), *ROW_KEYS)) if c in base.columns]
 
 
-def _changes(differs: dict[str, ibis.BooleanValue], over: ibis.Table) -> tuple[list[str], int]:
-    """Columns changed in some row of `over` and the number of rows changed, in one query."""
-    if not differs:
-        return [], 0
-    anywhere = functools.reduce(operator.or_, differs.values())
+def _changes(differs: dict[str, ibis.BooleanValue], over: ibis.Table) -> tuple[list[str], int, int]:
+    """Columns changed in some row of `over`, rows changed and rows of `over`, in one query."""
+    anywhere = functools.reduce(operator.or_, differs.values(), ibis.literal(False))
     sums = {f"c{i}": d.cast("int64").sum() for i, d in enumerate(differs.values())}
-    stats = over.aggregate(n=anywhere.cast("int64").sum(), **sums).to_pyarrow().to_pylist()[0]
-    return [c for i, c in enumerate(differs) if (stats[f"c{i}"] or 0) > 0], stats["n"] or 0
+    stats = over.aggregate(n=anywhere.cast("int64").sum(), rows=over.count(), **sums)
+    stats = stats.to_pyarrow().to_pylist()[0]
+    hit = [c for i, c in enumerate(differs) if (stats[f"c{i}"] or 0) > 0]
+    return hit, stats["n"] or 0, stats["rows"]
 
 
 def _rewrite(step: _Step, table: str, base: ibis.Table, columns, db: Engine) -> None:
     """Apply one table's column rewrites; keep its changed rows compactly (as :func:`changing`)."""
     new = {c: e.cast(base[c].type()) for c, e in columns.items()}
     differs = {c: ~base[c].identical_to(value) for c, value in new.items()}
-    hit, n = _changes(differs, base)
+    if not differs:
+        return
+    hit, n, _ = _changes(differs, base)
     if not hit:
         return
     anywhere = functools.reduce(operator.or_, (differs[c] for c in hit))
@@ -546,8 +548,8 @@ def _replace(step: _Step, table: str, base: ibis.Table, expr: ibis.Table, db: En
     joined = base.inner_join(other, base[ORDER] == other[f"_n_{ORDER}"])
     differs = {c: ~joined[c].identical_to(joined[f"_n_{c}"]) for c in kept if c != ORDER}
     differs |= {c: joined[c].notnull() for c in dropped}
-    hit, n = _changes(differs, joined)
-    gone = step.rows[table] - db.count(new)
+    hit, n, rows = _changes(differs, joined)
+    gone = step.rows[table] - rows
     if not (gone or hit or dropped):
         db.drop(new)
         return
