@@ -57,19 +57,24 @@ def main() -> None:
         ingest = _step("ingest", "--home", str(work), str(work / "synthetic"))
     results = {"machine": machine(), "participants": args.participants, "ingest": ingest}
     steps, stages, loads = {}, {}, {}
+    results |= {"steps": steps, "loadavg": loads, "stages": stages}
     for engine in engines:
         console.print(f"curate on {engine} (waiting for an exclusive hold of {args.lock})")
         with _hold(args.lock, fcntl.LOCK_EX):
-            before = _load()
-            steps[engine] = _step("curate", "run", "--home", str(work), "--release", engine,
-                                  "--engine", engine, "--no-progress")  # fmt: skip
-            loads[engine] = {"before": before, "after": _load()}
-        manifest = json.loads((work / "releases" / engine / "manifest.json").read_text())
-        stages[engine] = _stages(manifest)
-        results["rows"] = manifest["row_counts"]
+            loads[engine] = {"before": _load()}
+            try:
+                steps[engine] = _step("curate", "run", "--home", str(work), "--release", engine,
+                                      "--engine", engine, "--no-progress")  # fmt: skip
+            except SystemExit as failed:  # a failed or killed run is recorded, not lost
+                steps[engine] = {"failed": str(failed)[-2000:]}
+            loads[engine]["after"] = _load()
         console.print(f"{engine}: {steps[engine]}")
-    results |= {"steps": steps, "loadavg": loads, "stages": stages}
-    if len(engines) == 2:
+        if "failed" not in steps[engine]:
+            manifest = json.loads((work / "releases" / engine / "manifest.json").read_text())
+            stages[engine] = _stages(manifest)
+            results["rows"] = manifest["row_counts"]
+        _write(results)
+    if all("seconds" in steps.get(e, {}) for e in ("duckdb", "spark")):
         results["curate_spark_duckdb_ratio"] = round(
             steps["spark"]["seconds"] / steps["duckdb"]["seconds"], 2
         )
@@ -77,7 +82,11 @@ def main() -> None:
             results["same_release"] = _same_release(work / "releases" / "duckdb",
                                                     work / "releases" / "spark")  # fmt: skip
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    _write(results)
     shutil.rmtree(work)
+
+
+def _write(results: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "curate_engines.json").write_text(json.dumps(results, indent=2) + "\n")
 
