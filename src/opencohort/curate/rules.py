@@ -302,10 +302,11 @@ class IbisRule(Rule):
             step = _step(self, tables, {t: len(f) for t, f in frames.items()}, ctx, db)
             removed = {t: frames[t].iloc[:0] for t in step.removing}
             removed |= {t: db.fetch(t, r, positions=True) for t, r in step.removed.items()}
+            written = [t for t in self.writes if t in frames]
             changed = {t: frames[t].iloc[:0] for t in step.touched}
             changed |= {t: db.fetch(t, c, positions=True) for t, c in step.changed.items()}
             return Result(
-                {t: db.fetch(t, step.tables[t]) for t in step.touched},
+                {t: db.fetch(t, step.tables[t]) for t in written},
                 removed=removed,
                 changed=changed,
                 added={t: db.fetch(t, a) for t, a in step.added.items()},

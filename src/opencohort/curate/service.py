@@ -194,7 +194,8 @@ def gather(
 
 def ehr_sites(tables: Mapping[str, ibis.Table], ctx: Context) -> pd.DataFrame:
     """(research id, site) pairs of who sent EHR rows for whom (from the cleaned tables)."""
-    parts = [t.select("person_id", SRC_ID) for name, t in tables.items()
+    parts = [t.select(person_id=t["person_id"].cast("int64"), **{SRC_ID: t[SRC_ID].cast("string")})
+             for name, t in tables.items()
              if name in EHR_TABLES and {"person_id", SRC_ID} <= set(t.columns)]  # fmt: skip
     if not parts:
         return pd.DataFrame({"person_id": [], SRC_ID: []})
