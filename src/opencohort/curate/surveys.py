@@ -150,8 +150,11 @@ class SurveySkipCodes(IbisRule):
         normalised = s.mutate(answer_concept_id=answer, answer_concept_code=_code(answer))
         skip = (normalised["answer_concept_id"] == PMI_SKIP).fill_null(False)
         answered = (~skip).cast("int64").max().over(group_by=_KEY) > 0
-        kept = normalised.filter(~(skip & answered))
-        return Plan(replace={SURVEY: kept})
+        # The flags become columns first: Spark cannot resolve a filter on a window over a
+        # rewritten column (Ibis refers to the pre-window table there).
+        flagged = normalised.mutate(_skip=skip, _answered=answered)
+        kept = flagged.filter(~(flagged["_skip"] & flagged["_answered"]))
+        return Plan(replace={SURVEY: kept.drop("_skip", "_answered")})
 
     def problems(self, tables, ctx, db):
         s = tables[SURVEY]
