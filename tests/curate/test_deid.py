@@ -79,3 +79,18 @@ def test_curate__tiers_invariants(sources):
     for frames in (reg, con):
         assert len(frames["note"]) == 0 and len(frames["location"]) == 0
         assert frames["observation"]["value_as_string"].isna().all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(-80_000, 80_000), min_size=1, max_size=50))
+def test_year_of_day__matches_numpy_calendar(days):
+    import ibis
+
+    from opencohort.curate.deid import june_15, year_of_day
+
+    t = ibis.memtable({"day": days, "year": [1700 + d % 500 for d in days]})
+    got = t.select(y=year_of_day(t["day"]), j=june_15(t["year"])).to_pandas()
+    years = np.array(days, dtype="datetime64[D]").astype("datetime64[Y]").astype(int) + 1970
+    np.testing.assert_array_equal(got["y"].to_numpy(), years)
+    june = [np.datetime64(f"{1700 + d % 500:04d}-06-15", "D").astype(int) for d in days]
+    np.testing.assert_array_equal(got["j"].to_numpy(), june)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ibis
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,7 +75,7 @@ def staged(sources):
     frames, ctx = sources.frames, sources.context
     for stage in pre.stages:
         frames, _ = run_stage(stage, frames, ctx)
-    ctx = ctx.with_(ehr_sites=ehr_sites(frames, ctx))
+    ctx = ctx.with_(ehr_sites=ehr_sites({t: ibis.memtable(f) for t, f in frames.items()}, ctx))
     after_pid = {}
     for tier in (Tier.REGISTERED, Tier.CONTROLLED):
         stage = build_pipeline({"p": ["pid_to_rid"]}, tier=tier, after=pre).stages[0]

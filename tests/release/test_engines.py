@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from opencohort.curate import ENGINES, open_engine
+from opencohort.curate import ENGINES, RULES, TIER_POLICY, IbisRule, Policy, open_engine
 from opencohort.errors import ConfigError
 from opencohort.release import build_release, read_release, sandbox_dir
 
@@ -35,9 +35,14 @@ def test_build_release__same_tables_on_duckdb_and_spark(home, built):
             compared += len(a)
     assert compared > 10_000
     assert built["duckdb"]["row_counts"] == built["spark"]["row_counts"]
-    logs = [[(e["id"], e["tier"], e["removed"], e["changed"]) for e in built[k]["rule_log"]]
-            for k in ENGINES]  # fmt: skip
+    logs = [[(e["id"], e["tier"], e["removed"], e["changed"], e.get("added"))
+             for e in built[k]["rule_log"]] for k in ENGINES]  # fmt: skip
     assert logs[0] == logs[1]
+    # the whole pipeline ran on the engine: every rule of the log is an Ibis rule
+    assert {e["id"] for e in built["spark"]["rule_log"]} == set(
+        Policy().pipelines()[0].rule_ids
+    ) | {r for ids in TIER_POLICY.values() for r in ids}
+    assert all(issubclass(RULES[e["id"]], IbisRule) for e in built["spark"]["rule_log"])
 
 
 def test_build_release__same_sandbox_on_duckdb_and_spark(home, built):

@@ -10,14 +10,15 @@ source value ...); a row whose concept's domain has none of these tables is drop
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
 from pathlib import Path
 
-import numpy as np
+import ibis
 import pandas as pd
 
-from opencohort.curate._omop import SRC_ID, empty, primary_key
-from opencohort.curate.rules import Context, Result, Rule, register
+from opencohort.curate._omop import SRC_ID, primary_key
+from opencohort.curate.engine import ORDER, Engine
+from opencohort.curate.rules import REMOVE, Context, IbisRule, Plan, register
 from opencohort.vocab import build_vocabulary
 
 #: OMOP domain -> the clinical table its rows belong in.
@@ -90,32 +91,40 @@ def _roles(table: str) -> dict[str, str]:
     return roles
 
 
-def _domains(frame: pd.DataFrame, table: str, domains: pd.Series) -> np.ndarray:
-    """Domain of each row's concept; missing for concept 0 ("No matching concept") and unknowns."""
-    concept = frame[f"{_STEMS[table]}_concept_id"].astype("float64")
-    return domains.reindex(concept.where(concept != 0)).to_numpy(dtype=object)
+def _domain_lookup(ctx: Context, db: Engine) -> ibis.Table:
+    """The context's concept domains as a table (concept 0, "No matching concept", left out)."""
+    domains = ctx.concept_domains
+    known = domains[domains.index.notna() & (domains.index != 0)]
+    frame = pd.DataFrame({"_a_concept": known.index.to_numpy().astype("int64"),
+                          "_a_domain": known.to_numpy(dtype=object)})  # fmt: skip
+    return db.lookup("concept_domains", frame, key=domains)
 
 
-def _moved(rows: pd.DataFrame, source: str, target: str, first_id: int, columns) -> pd.DataFrame:
-    """`rows` of `source` rewritten as rows of `target` (`columns`), numbered from `first_id`."""
-    out = empty(target, src=True).reindex(range(len(rows)))
-    theirs = _roles(source)
+def _misaligned(name: str, t: ibis.Table, domains: ibis.Table):
+    """`t` joined with its concepts' domains, and the rows whose domain is another table's."""
+    joined = t.left_join(domains, t[f"{_STEMS[name]}_concept_id"] == domains["_a_concept"])
+    domain = joined["_a_domain"]
+    return joined, (domain.notnull() & (domain != _TABLE_DOMAIN[name])).fill_null(False)
+
+
+def _moved(rows: ibis.Table, source: str, target: str, schema: ibis.Schema) -> dict:
+    """Columns of `target` (name -> value) for `source` rows moved there, carried by role."""
+    theirs, values = _roles(source), {}
     for role, column in _roles(target).items():
         if role in theirs and theirs[role] in rows.columns:
-            values = pd.Series(rows[theirs[role]].to_numpy())
-            if out[column].dtype == "Int64":  # e.g. a drug's quantity 2.5 has no procedure count
-                values = pd.to_numeric(values).astype("float64")
-                values = values.where(values % 1 == 0)
-            out[column] = values.astype(out[column].dtype)
+            value = rows[theirs[role]]
+            if schema[column].is_integer() and value.type().is_floating():
+                value = (value % 1 == 0).ifelse(value, ibis.null("float64"))  # 2.5 is no count
+            values[column] = value.cast(schema[column])
     if target == "drug_exposure":
-        start = out["drug_exposure_start_date"]
-        out["drug_exposure_end_date"] = out["drug_exposure_end_date"].fillna(start)
-    out[primary_key(target)] = pd.array(np.arange(first_id, first_id + len(rows)), dtype="Int64")
-    return out.reindex(columns=columns)
+        start = values["drug_exposure_start_date"]
+        end = values.get("drug_exposure_end_date")
+        values["drug_exposure_end_date"] = start if end is None else end.fill_null(start)
+    return values
 
 
 @register
-class DomainAlignment(Rule):
+class DomainAlignment(IbisRule):
     """Move rows to the table of their concept's domain; drop those whose domain has no table."""
 
     id = "domain_alignment"
@@ -124,36 +133,38 @@ class DomainAlignment(Rule):
     depends_on = ("duplicate_ids", "unmapped_concepts")
     implements = "issue 4; AoU DomainAlignment (domain_alignment.py)"
 
-    def _misaligned(self, frames: Mapping[str, pd.DataFrame], ctx: Context):
-        domains = ctx.concept_domains
-        for table, frame in frames.items():
-            domain = _domains(frame, table, domains)
-            wrong = pd.notna(domain) & (domain != _TABLE_DOMAIN[table])
-            yield table, frame, domain, wrong
+    def plan(self, tables, ctx, db):
+        domains = _domain_lookup(ctx, db)
+        remove, moves = {}, {t: [] for t in DOMAIN_TABLES.values() if t in tables}
+        for rank, (name, t) in enumerate(tables.items()):
+            joined, wrong = _misaligned(name, t, domains)
+            remove[name] = joined.select(*t.columns, **{REMOVE: wrong})
+            rows = joined.filter(wrong)
+            for target in moves:
+                moved = rows.filter(rows["_a_domain"] == _TABLE_DOMAIN[target])
+                schema = tables[target].schema()
+                values = _moved(moved, name, target, schema)
+                columns = {c: values.get(c, ibis.null(k)) for c, k in schema.items() if c != ORDER}
+                moves[target].append(
+                    moved.select(**columns, _m_rank=ibis.literal(rank), _m_ord=moved[ORDER])
+                )
+        add = {}
+        for target, parts in moves.items():
+            t, key = tables[target], primary_key(target)
+            union = functools.reduce(lambda a, b: a.union(b), parts)
+            number = ibis.row_number().over(order_by=[union["_m_rank"], union["_m_ord"]])
+            first = t[key].max().fill_null(0).as_scalar() + 1
+            add[target] = union.mutate(**{key: first + number, ORDER: number}).drop(
+                "_m_rank", "_m_ord"
+            )
+        return Plan(remove=remove, add=add)
 
-    def apply(self, frames, ctx):
-        out, removed, moves = {}, {}, []
-        for table, frame, domain, wrong in self._misaligned(frames, ctx):
-            out[table] = frame[~wrong].reset_index(drop=True)
-            removed[table] = frame[wrong]
-            targets = pd.Series(domain[wrong], dtype=object).map(DOMAIN_TABLES).to_numpy()
-            for target in sorted({t for t in targets if isinstance(t, str) and t in frames}):
-                moves.append((table, target, frame[wrong][targets == target]))
-        added: dict[str, pd.DataFrame] = {}
-        for target in sorted({target for _, target, _ in moves}):
-            key = frames[target][primary_key(target)]
-            next_id = int(key.max()) + 1 if key.notna().any() else 1
-            new = []
-            for source, _, rows in (m for m in moves if m[1] == target):
-                new.append(_moved(rows, source, target, next_id, frames[target].columns))
-                next_id += len(rows)
-            added[target] = pd.concat(new, ignore_index=True)
-            out[target] = pd.concat([out[target], added[target]], ignore_index=True)
-        return Result(out, removed=removed, added=added)
-
-    def check(self, frames, ctx):
-        return [
-            f"{wrong.sum()} rows of {table} have a concept of another domain"
-            for table, _, _, wrong in self._misaligned({t: frames[t] for t in self.writes}, ctx)
-            if wrong.any()
-        ]
+    def problems(self, tables, ctx, db):
+        domains = _domain_lookup(ctx, db)
+        out = []
+        for name in self.writes:
+            joined, wrong = _misaligned(name, tables[name], domains)
+            left = db.count(joined.filter(wrong))
+            if left:
+                out.append(f"{left} rows of {name} have a concept of another domain")
+        return out

@@ -89,8 +89,19 @@ def _key_columns(table: ibis.Table, name: str) -> list[str]:
     return [key] if key == "person_id" or SRC_ID not in table.columns else [SRC_ID, key]
 
 
+def _kept(table: ibis.Table, where: ibis.BooleanValue) -> ibis.Table:
+    """Rows of `table` where `where` holds (missing counts as not)."""
+    return table.filter(where.fill_null(False))
+
+
 def _count(db: Engine, table: ibis.Table, where: ibis.BooleanValue) -> int:
-    return db.count(table.filter(where.fill_null(False)))
+    return db.count(_kept(table, where))
+
+
+def _repeats(t: ibis.Table, name: str) -> ibis.Table:
+    """The row ids of `t` that more than one row has."""
+    counts = t.group_by(_key_columns(t, name)).agg(_n=t.count())
+    return counts.filter(counts["_n"] > 1)
 
 
 @register
@@ -103,20 +114,17 @@ class DuplicateIds(IbisRule):
     implements = "issue 4; AoU DeduplicateIdColumn"
 
     def plan(self, tables, ctx, db):
+        repeated = db.counts({name: _repeats(t, name) for name, t in tables.items()})
         remove = {}
         for name, t in tables.items():
-            first = ibis.window(group_by=_key_columns(t, name), order_by=ORDER)
-            remove[name] = marking(t, ibis.row_number().over(first) > 0)
+            if repeated[name]:  # the window (a sort) runs only where a key repeats
+                first = ibis.window(group_by=_key_columns(t, name), order_by=ORDER)
+                remove[name] = marking(t, ibis.row_number().over(first) > 0)
         return Plan(remove=remove)
 
     def problems(self, tables, ctx, db):
-        out = []
-        for name in self.writes:
-            t = tables[name]
-            counts = t.group_by(_key_columns(t, name)).agg(n=t.count())
-            if _count(db, counts, counts["n"] > 1):
-                out.append(f"{name} has duplicate keys")
-        return out
+        repeated = db.counts({name: _repeats(tables[name], name) for name in self.writes})
+        return [f"{name} has duplicate keys" for name, n in repeated.items() if n]
 
 
 @register
@@ -340,9 +348,11 @@ class _ExcludedPeople(IbisRule):
                             for name, t in tables.items() if name in self.writes})  # fmt: skip
 
     def problems(self, tables, ctx, db):
-        present = [name for name in self.writes if name in tables]
-        return [f"{self.id}: an excluded person is still in {name}" for name in present
-                if _count(db, *self._excluded(tables[name], ctx, db))]  # fmt: skip
+        left = db.counts({name: _kept(*self._excluded(tables[name], ctx, db))
+                          for name in self.writes if name in tables})  # fmt: skip
+        return [
+            f"{self.id}: an excluded person is still in {name}" for name, n in left.items() if n
+        ]
 
 
 @register
@@ -495,13 +505,9 @@ class DataAfterDeactivation(IbisRule):
                             for name, t in tables.items()})  # fmt: skip
 
     def problems(self, tables, ctx, db):
-        out = []
-        for name in self.writes:
-            if name in tables:
-                left = _count(db, *self._after(name, tables[name], ctx, db))
-                if left:
-                    out.append(f"{name} has {left} rows after deactivation")
-        return out
+        left = db.counts({name: _kept(*self._after(name, tables[name], ctx, db))
+                          for name in self.writes if name in tables})  # fmt: skip
+        return [f"{name} has {n} rows after deactivation" for name, n in left.items() if n]
 
 
 #: Cleaning stages, in order, and their rules (dependencies order rules within a stage).

@@ -7,10 +7,13 @@ policy list of :data:`TIER_POLICY`. Specifics follow the reference program (see
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
+import operator
 import re
 from functools import cache
 
+import ibis
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -26,8 +29,9 @@ from opencohort.curate._omop import (
     primary_key,
     text_columns,
 )
-from opencohort.curate.cleaning import CLEANING_STAGES, PERSON_TABLES
-from opencohort.curate.rules import Rule, Tier, changing, dropping, register
+from opencohort.curate.cleaning import CLEANING_STAGES, PERSON_TABLES, _persons
+from opencohort.curate.engine import ORDER, Engine
+from opencohort.curate.rules import Context, IbisRule, Plan, Tier, marking, register
 from opencohort.curate.surveys import FEED_STAGES
 
 MAX_AGE = 89
@@ -84,21 +88,60 @@ _NOT_MALE_NOT_FEMALE, _NOT_MAN_ONLY, _NOT_STRAIGHT = (
 )
 
 
-def _research_ids(person: pd.Series, ctx) -> pd.Series:
-    rid = ctx.people["research_id"].reindex(person.astype("float64")).to_numpy()
-    return pd.Series(rid, index=person.index).astype("Int64")
+def _research_ids(ctx: Context, db: Engine) -> ibis.Table:
+    """Site person number -> research id, as a table (``_p_person``, ``_p_rid``)."""
+    rid = ctx.people["research_id"]
+    frame = pd.DataFrame({"_p_person": rid.index.to_numpy(dtype="float64").astype("int64"),
+                          "_p_rid": rid.to_numpy(dtype="float64").astype("int64")})  # fmt: skip
+    return db.lookup("research_ids", frame, key=ctx.people)
 
 
-def _site_keys(frame: pd.DataFrame, column: str) -> pd.MultiIndex:
-    """(sending site, value of `column`) of every row: site row ids are unique per site only."""
-    site = frame[SRC_ID].astype(str) if SRC_ID in frame.columns else pd.Series("", frame.index)
-    return pd.MultiIndex.from_arrays(
-        [site.to_numpy(dtype=object), frame[column].astype("float64").to_numpy()]
-    )
+def _shifts(ctx: Context, db: Engine) -> ibis.Table:
+    """Research id -> date shift in days, as a table (``_s_rid``, ``_s_days``)."""
+    people = ctx.by_research_id
+    rid = people["research_id"].to_numpy(dtype="float64").astype("int64")
+    days = people["date_shift_days"].to_numpy(dtype="float64")
+    frame = pd.DataFrame({"_s_rid": rid, "_s_days": days})
+    return db.lookup("date_shifts", frame, key=ctx.people)
+
+
+def _site(t: ibis.Table) -> ibis.StringValue:
+    """The sending site of each row (site row ids are unique per site only)."""
+    return t[SRC_ID] if SRC_ID in t.columns else ibis.literal("")
+
+
+def year_of_day(day: ibis.NumericValue) -> ibis.IntegerValue:
+    """Calendar year of a day number (days since 1970-01-01), in arithmetic any engine runs.
+
+    H. Hinnant's ``civil_from_days``; floors of exact float quotients stand for integer
+    division, so negative day numbers work the same on every engine.
+    """
+
+    def div(a, b):
+        return (a / b).floor()
+
+    z = day.cast("float64") + 719468
+    era = div(z, 146097)
+    doe = z - era * 146097
+    yoe = div(doe - div(doe, 1460) + div(doe, 36524) - div(doe, 146096), 365)
+    doy = doe - (365 * yoe + div(yoe, 4) - div(yoe, 100))
+    month = div(5 * doy + 2, 153)  # 0 = March ... 11 = February
+    return (yoe + era * 400 + (month >= 10).cast("int64")).cast("int64")
+
+
+def june_15(year: ibis.NumericValue) -> ibis.IntegerValue:
+    """Day number of June 15 of `year` (Hinnant's ``days_from_civil``, as :func:`year_of_day`)."""
+    y = year.cast("float64")
+    era = (y / 400).floor()
+    yoe = y - era * 400
+    doe = (
+        yoe * 365 + (yoe / 4).floor() - (yoe / 100).floor() + 106
+    )  # June 15 is day 106 from March 1
+    return (era * 146097 + doe - 719468).cast("int64")
 
 
 @register
-class RowIds(Rule):
+class RowIds(IbisRule):
     """Give every row a new id (1..n, ordered by research id) and remap references.
 
     Sites number their rows independently, so a reference is resolved within its own site.
@@ -110,40 +153,47 @@ class RowIds(Rule):
     implements = "issue 4; AoU unioned-EHR id mapping, GenerateExtTables"
     idempotent = False
 
-    def apply(self, frames, ctx):
-        maps, new = {}, {}
-        for t, frame in frames.items():
-            key = primary_key(t)
+    def plan(self, tables, ctx, db):
+        rids = _research_ids(ctx, db)
+        numbered, maps = {}, {}
+        for name, t in tables.items():
+            key = primary_key(name)
             if key is None or key == "person_id":
                 continue
-            keys = _site_keys(frame, key)
-            order = pd.DataFrame(
-                {
-                    "rid": _research_ids(frame["person_id"], ctx).astype("float64").to_numpy(),
-                    "site": keys.get_level_values(0),
-                    "id": keys.get_level_values(1),
-                }
-            ).sort_values(["rid", "site", "id"], kind="stable")
-            ids = pd.Series(np.arange(1, len(frame) + 1), index=order.index).sort_index()
-            maps[t] = pd.Series(ids.to_numpy(), index=keys)
-            new[t] = frame.assign(**{key: ids.astype("Int64").to_numpy()})
-        for t, frame in frames.items():
-            out = new.get(t, frame)
-            for column, target in _REFERENCES.items():
-                if column in out.columns and column != primary_key(t):
-                    if target in maps:
-                        ids = maps[target].reindex(_site_keys(out, column)).to_numpy()
-                    else:
-                        ids = np.full(len(out), np.nan)
-                    out = out.assign(**{column: pd.array(ids, dtype="float64").astype("Int64")})
-            nulls = {c: pd.array([pd.NA] * len(out), dtype="Int64")
-                     for c in _EVENT_ID_COLUMNS if c in out.columns}  # fmt: skip
-            new[t] = out.assign(**nulls)
-        return changing(frames, new)
+            joined = t.left_join(rids, t["person_id"] == rids["_p_person"])
+            order = [ibis.asc(joined["_p_rid"], nulls_first=False), ibis.asc(_site(joined)),
+                     ibis.asc(joined[key], nulls_first=False), joined[ORDER]]  # fmt: skip
+            numbered[name] = db.persist(
+                joined.select(*t.columns, _new=ibis.row_number().over(order_by=order) + 1)
+            )
+            n = numbered[name]
+            maps[name] = n.select(_m_site=_site(n), _m_old=n[key], _m_new=n["_new"])
+        replace = {}
+        for name, t in tables.items():
+            key, out, refs = primary_key(name), numbered.get(name, t), {}
+            for i, (column, target) in enumerate(_REFERENCES.items()):
+                if column not in t.columns or column == key:
+                    continue
+                refs[column] = f"_j{i}_new" if target in maps else None
+                if target in maps:
+                    m = maps[target].rename({f"_j{i}_site": "_m_site", f"_j{i}_old": "_m_old",
+                                             f"_j{i}_new": "_m_new"})  # fmt: skip
+                    out = out.left_join(m, [_site(out) == m[f"_j{i}_site"],
+                                            out[column] == m[f"_j{i}_old"]])  # fmt: skip
+            columns = {c: out[c] for c in t.columns}
+            if name in numbered:
+                columns[key] = out["_new"]
+            for column, new in refs.items():
+                columns[column] = ibis.null("int64") if new is None else out[new]
+            for column in _EVENT_ID_COLUMNS:
+                if column in t.columns:
+                    columns[column] = ibis.null("int64")
+            replace[name] = out.select(**columns)
+        return Plan(replace=replace)
 
 
 @register
-class PidToRid(Rule):
+class PidToRid(IbisRule):
     """Replace every person_id with the participant's research id from the registry."""
 
     id = "pid_to_rid"
@@ -153,26 +203,24 @@ class PidToRid(Rule):
     implements = "issue 4; AoU RtCtPIDtoRID (DC-1336)"
     idempotent = False
 
-    def apply(self, frames, ctx):
-        known, new, removed = {}, {}, {}
-        for t, frame in frames.items():
-            rid = _research_ids(frame["person_id"], ctx)
-            found = rid.notna().to_numpy()
-            known[t] = frame if found.all() else frame[found]
-            new[t] = known[t].assign(person_id=rid[found].to_numpy())
-            removed[t] = frame[~found]
-        result = changing(known, new)
-        result.removed = removed
-        return result
+    def plan(self, tables, ctx, db):
+        rids = _research_ids(ctx, db)
+        replace = {}
+        for name, t in tables.items():
+            joined = t.inner_join(rids, t["person_id"] == rids["_p_person"])
+            replace[name] = joined.select(
+                *(joined["_p_rid"].name(c) if c == "person_id" else joined[c] for c in t.columns)
+            )
+        return Plan(replace=replace)
 
-    def check(self, frames, ctx):
-        known = ctx.people["research_id"]
-        return [f"{t} holds a person_id that is not a research id" for t in self.writes
-                if not frames[t]["person_id"].isin(known).all()]  # fmt: skip
+    def problems(self, tables, ctx, db):
+        known = _shifts(ctx, db)
+        return [f"{name} holds a person_id that is not a research id" for name, t in tables.items()
+                if db.count(t.anti_join(known, t["person_id"] == known["_s_rid"]))]  # fmt: skip
 
 
 @register
-class SiteIdSuppression(Rule):
+class SiteIdSuppression(IbisRule):
     """Drop the sending site's id from every EHR row."""
 
     id = "site_id_suppression"
@@ -181,13 +229,13 @@ class SiteIdSuppression(Rule):
     tiers = frozenset({Tier.REGISTERED, Tier.CONTROLLED})
     implements = "issue 4; AoU site masking (GenerateExtTables)"
 
-    def apply(self, frames, ctx):
-        return changing(frames, {t: f.drop(columns=[SRC_ID], errors="ignore")
-                                 for t, f in frames.items()})  # fmt: skip
+    def plan(self, tables, ctx, db):
+        return Plan(replace={name: t.drop(SRC_ID) for name, t in tables.items()
+                             if SRC_ID in t.columns})  # fmt: skip
 
 
 @register
-class DateShift(Rule):
+class DateShift(IbisRule):
     """Shift every date of a person back by the person's registry shift (1-364 days)."""
 
     id = "date_shift"
@@ -198,27 +246,19 @@ class DateShift(Rule):
     implements = "issue 4; AoU date shifting (MAX_DEID_DATE_SHIFT = 364)"
     idempotent = False
 
-    def apply(self, frames, ctx):
-        shift = ctx.by_research_id["date_shift_days"].astype("float64")
-        new = {}
-        for t, frame in frames.items():
-            days = shift.reindex(frame["person_id"].astype("float64")).to_numpy()
-            shifted = {}
-            for column in date_columns(t):
-                values = frame[column].astype("float64").to_numpy() - days
-                shifted[column] = pd.array(np.round(values), dtype="Float64").astype("Int64")
-            out = frame.assign(**shifted)
-            if t == PERSON:
-                out = out.copy()
-                when = pd.to_datetime(out["birth_datetime"].astype("float64"), unit="D")
-                out["year_of_birth"] = pd.array(when.dt.year, dtype="Int64")
-                out["month_of_birth"] = pd.NA
-                out["day_of_birth"] = pd.NA
-                out[["month_of_birth", "day_of_birth"]] = out[
-                    ["month_of_birth", "day_of_birth"]
-                ].astype("Int64")
-            new[t] = out
-        return changing(frames, new)
+    def plan(self, tables, ctx, db):
+        shifts = _shifts(ctx, db)
+        replace = {}
+        for name, t in tables.items():
+            joined = t.left_join(shifts, t["person_id"] == shifts["_s_rid"])
+            columns = {c: joined[c] for c in t.columns}
+            for column in date_columns(name):
+                columns[column] = (joined[column] - joined["_s_days"]).round().cast("int64")
+            if name == PERSON:
+                columns["year_of_birth"] = year_of_day(columns["birth_datetime"])
+                columns["month_of_birth"] = columns["day_of_birth"] = ibis.null("int64")
+            replace[name] = joined.select(**columns)
+        return Plan(replace=replace)
 
 
 def ages_on(birth: pd.Series, day: int) -> np.ndarray:
@@ -232,7 +272,7 @@ def ages_on(birth: pd.Series, day: int) -> np.ndarray:
 
 
 @register
-class AgeCap(Rule):
+class AgeCap(IbisRule):
     """Remove participants aged 89 or more at the cut-off."""
 
     id = "age_89_removal"
@@ -242,18 +282,34 @@ class AgeCap(Rule):
     tiers = frozenset({Tier.REGISTERED})
     implements = "issue 4; AoU MAX_AGE = 89 (run_deid.py)"
 
-    def apply(self, frames, ctx):
+    def plan(self, tables, ctx, db):
         people = ctx.by_research_id
-        age = ages_on(people["birth_date"], ctx.cutoff)
-        old = people.index[age >= MAX_AGE].astype("float64")
-        return dropping(
-            frames,
-            {t: f["person_id"].astype("float64").isin(old).to_numpy() for t, f in frames.items()},
-        )
+        old = people.index[ages_on(people["birth_date"], ctx.cutoff) >= MAX_AGE]
+        frame = pd.DataFrame({"_gone": old.to_numpy(dtype="float64").astype("int64")})
+        gone = db.lookup(f"aged_{ctx.cutoff}", frame, key=ctx.people)
+        return Plan(remove={name: _persons(t, gone) for name, t in tables.items()})
+
+
+def _generalised(d: ibis.Table) -> dict[str, ibis.Value]:
+    """The Registered tier's demographic answers of `d`, column by column."""
+    out = {c: d[c].substitute(mapping) for c, mapping in GENERALISE.items()}
+    employment, sex, gender = d["employment"], d["sex_at_birth"], d["gender_identity"]
+    employed = employment.isin(["employed", "self_employed", "skip"]) | employment.isnull()
+    out["employment"] = employed.ifelse(out["employment"], "not_employed")
+    binary = sex.isin(["male", "female"]) | sex.isnull()
+    out["sex_at_birth"] = binary.ifelse(sex, _NOT_MALE_NOT_FEMALE)
+    plain = ((gender == "man") & (sex == "male")) | ((gender == "woman") & (sex == "female"))
+    out["gender_identity"] = (plain.fill_null(False) | gender.isnull()).ifelse(
+        gender, _NOT_MAN_ONLY
+    )
+    orientation = d["sexual_orientation"]
+    straight = (orientation == "straight").fill_null(False) | orientation.isnull()
+    out["sexual_orientation"] = straight.ifelse(orientation, _NOT_STRAIGHT)
+    return out
 
 
 @register
-class DemographicGeneralisation(Rule):
+class DemographicGeneralisation(IbisRule):
     """Generalise race, sex, gender, sexual orientation, education and employment answers."""
 
     id = "demographic_generalisation"
@@ -267,34 +323,23 @@ class DemographicGeneralisation(Rule):
         | {"not_employed", _NOT_MALE_NOT_FEMALE, _NOT_MAN_ONLY, _NOT_STRAIGHT}
     )
 
-    def apply(self, frames, ctx):
-        d = frames[DEMOGRAPHICS].copy()
-        for column, mapping in GENERALISE.items():
-            d[column] = d[column].map(lambda v, m=mapping: m.get(v, v), na_action="ignore")
-        employment = frames[DEMOGRAPHICS]["employment"]
-        d["employment"] = d["employment"].where(
-            employment.isin(["employed", "self_employed", "skip"]) | employment.isna(),
-            "not_employed",
+    def plan(self, tables, ctx, db):
+        d, p = tables[DEMOGRAPHICS], tables[PERSON]
+        general = _generalised(d)
+        concepts = d.select(
+            _g_person=d["person_id"],
+            _g_race=general["race_ethnicity"].substitute(_RACE_CONCEPT, else_=ibis.null("int64")),
         )
-        sex, gender = frames[DEMOGRAPHICS]["sex_at_birth"], frames[DEMOGRAPHICS]["gender_identity"]
-        d["sex_at_birth"] = sex.where(sex.isin(["male", "female"]) | sex.isna(),
-                                      _NOT_MALE_NOT_FEMALE)  # fmt: skip
-        plain = ((gender == "man") & (sex == "male")) | ((gender == "woman") & (sex == "female"))
-        d["gender_identity"] = gender.where(plain | gender.isna(), _NOT_MAN_ONLY)
-        orientation = frames[DEMOGRAPHICS]["sexual_orientation"]
-        d["sexual_orientation"] = orientation.where(
-            (orientation == "straight") | orientation.isna(), _NOT_STRAIGHT
+        joined = p.left_join(concepts, p["person_id"] == concepts["_g_person"])
+        race = joined["_g_race"].fill_null(joined["race_concept_id"])
+        person = joined.select(
+            *(race.name(c) if c == "race_concept_id" else joined[c] for c in p.columns)
         )
-        p = frames[PERSON].copy()
-        race = d.set_index("person_id")["race_ethnicity"]
-        general = race.map(_RACE_CONCEPT).reindex(p["person_id"]).to_numpy()
-        p["race_concept_id"] = p["race_concept_id"].where(pd.isna(general), general)
-        p["race_concept_id"] = p["race_concept_id"].astype("Int64")
-        return changing(frames, {PERSON: p, DEMOGRAPHICS: d})
+        return Plan(rewrite={DEMOGRAPHICS: general}, replace={PERSON: person})
 
 
 @register
-class StateGeneralisation(Rule):
+class StateGeneralisation(IbisRule):
     """Suppress a state with under 200 participants or differing from the EHR sites' state."""
 
     id = "state_generalisation"
@@ -305,23 +350,30 @@ class StateGeneralisation(Rule):
     implements = "issue 4; AoU GeneralizeStateByPopulation, ConflictingHpoStateGeneralize"
     introduces = frozenset({SUPPRESSED})
 
-    def apply(self, frames, ctx):
-        d = frames[DEMOGRAPHICS].copy()
-        counts = d["state"].value_counts()
-        rare = d["state"].map(counts).fillna(0) < STATE_MIN_PARTICIPANTS
-        sites = ctx.ehr_sites.assign(state=ctx.ehr_sites["src_id"].map(ctx.site_states))
-        pairs = pd.MultiIndex.from_arrays(
-            [sites["person_id"].astype("float64"), sites["state"].astype(str)]
+    def plan(self, tables, ctx, db):
+        d = tables[DEMOGRAPHICS]
+        sites = ctx.ehr_sites
+        frame = pd.DataFrame({
+            "_e_person": sites["person_id"].to_numpy(dtype="float64").astype("int64"),
+            "_e_state": sites["src_id"].map(ctx.site_states).to_numpy(dtype=object),
+        })  # fmt: skip
+        pairs = db.lookup("ehr_states", frame, key=sites).distinct()
+        persons = pairs.select(_h_person=pairs["_e_person"]).distinct()
+        counted = d.mutate(_n=d["state"].count().over(group_by="state"))
+        joined = counted.left_join(persons, counted["person_id"] == persons["_h_person"]).left_join(
+            pairs,
+            [counted["person_id"] == pairs["_e_person"], counted["state"] == pairs["_e_state"]],
         )
-        has_ehr = d["person_id"].astype("float64").isin(sites["person_id"].astype("float64"))
-        own = pd.MultiIndex.from_arrays([d["person_id"].astype("float64"), d["state"].astype(str)])
-        conflict = has_ehr.to_numpy() & ~own.isin(pairs)
-        d["state"] = d["state"].where(~(rare.to_numpy() | conflict) | d["state"].isna(), SUPPRESSED)
-        return changing(frames, {DEMOGRAPHICS: d})
+        rare = (joined["_n"] < STATE_MIN_PARTICIPANTS).fill_null(True)
+        conflict = joined["_h_person"].notnull() & joined["_e_person"].isnull()
+        state = ((rare | conflict) & joined["state"].notnull()).ifelse(SUPPRESSED, joined["state"])
+        return Plan(replace={DEMOGRAPHICS: joined.select(
+            *(state.name(c) if c == "state" else joined[c] for c in d.columns)
+        )})  # fmt: skip
 
 
 @register
-class ZipRemoval(Rule):
+class ZipRemoval(IbisRule):
     """Remove ZIP codes entirely."""
 
     id = "zip_removal"
@@ -330,13 +382,13 @@ class ZipRemoval(Rule):
     tiers = frozenset({Tier.REGISTERED})
     implements = "issue 4; AoU registered tier: no ZIP"
 
-    def apply(self, frames, ctx):
-        kept = frames[DEMOGRAPHICS].drop(columns=["zip3"], errors="ignore")
-        return changing(frames, {DEMOGRAPHICS: kept})
+    def plan(self, tables, ctx, db):
+        d = tables[DEMOGRAPHICS]
+        return Plan(replace={DEMOGRAPHICS: d.drop("zip3")} if "zip3" in d.columns else {})
 
 
 @register
-class BirthYearOnly(Rule):
+class BirthYearOnly(IbisRule):
     """Keep only the year of birth; birth_datetime becomes June 15 of that year."""
 
     id = "birth_year_only"
@@ -345,19 +397,13 @@ class BirthYearOnly(Rule):
     tiers = frozenset({Tier.CONTROLLED})
     implements = "issue 4; AoU NullPersonBirthdate (DC-1356), RepopulatePersonControlledTier"
 
-    def apply(self, frames, ctx):
-        p = frames[PERSON].copy()
-        year = p["year_of_birth"].astype("float64")
-        june = (
-            pd.to_datetime({"year": year.fillna(1970), "month": 6, "day": 15})
-            .to_numpy(dtype="datetime64[D]")
-            .astype("int64")
-        )
-        p["birth_datetime"] = pd.array(np.where(year.isna(), np.nan, june), dtype="Float64")
-        p["birth_datetime"] = p["birth_datetime"].astype("Int64")
-        p["month_of_birth"] = pd.array([pd.NA] * len(p), dtype="Int64")
-        p["day_of_birth"] = pd.array([pd.NA] * len(p), dtype="Int64")
-        return changing(frames, {PERSON: p})
+    def plan(self, tables, ctx, db):
+        p = tables[PERSON]
+        return Plan(rewrite={PERSON: {
+            "birth_datetime": june_15(p["year_of_birth"]),
+            "month_of_birth": ibis.null("int64"),
+            "day_of_birth": ibis.null("int64"),
+        }})  # fmt: skip
 
 
 @cache
@@ -370,14 +416,19 @@ def zip3_population() -> pd.Series:
 
 
 def aggregate_zip3(zip3: pd.Series) -> pd.Series:
-    """ZIP3s with fewer than 20,000 people (or unknown to the census) become ``000``."""
-    population = zip3.map(zip3_population()).fillna(0)
-    keep = (population >= ZIP3_MIN_POPULATION) | zip3.isna()
-    return zip3.where(keep, AGGREGATED_ZIP3)
+    """ZIP3s with fewer than 20,000 people (or unknown to the census) become ``000``.
+
+    The :class:`Zip3Aggregation` rule run on one column.
+    """
+    frame = pd.DataFrame({"person_id": pd.array(range(len(zip3)), dtype="Int64"),
+                          "zip3": zip3.to_numpy(dtype=object)})  # fmt: skip
+    result = Zip3Aggregation().apply({DEMOGRAPHICS: frame}, Context(0, pd.DataFrame()))
+    out = result.frames.get(DEMOGRAPHICS, frame)["zip3"]
+    return pd.Series(out.to_numpy(dtype=object), index=zip3.index, name=zip3.name)
 
 
 @register
-class Zip3Aggregation(Rule):
+class Zip3Aggregation(IbisRule):
     """Aggregate ZIP3s of under 20,000 people into ``000``."""
 
     id = "zip3_aggregation"
@@ -387,13 +438,24 @@ class Zip3Aggregation(Rule):
     implements = "issue 4; AoU AggregateZipCodes (DC-1379); HIPAA safe harbor"
     introduces = frozenset({AGGREGATED_ZIP3})
 
-    def apply(self, frames, ctx):
-        d = frames[DEMOGRAPHICS]
-        return changing(frames, {DEMOGRAPHICS: d.assign(zip3=aggregate_zip3(d["zip3"]))})
+    def plan(self, tables, ctx, db):
+        d = tables[DEMOGRAPHICS]
+        population = zip3_population()
+        frame = pd.DataFrame({"_z_zip3": population.index.to_numpy(dtype=object),
+                              "_z_people": population.to_numpy(dtype="float64")})  # fmt: skip
+        census = db.lookup("zip3_population", frame, key=population)
+        joined = d.left_join(census, d["zip3"] == census["_z_zip3"])
+        keep = (joined["_z_people"] >= ZIP3_MIN_POPULATION).fill_null(False) | joined[
+            "zip3"
+        ].isnull()
+        zip3 = keep.ifelse(joined["zip3"], AGGREGATED_ZIP3)
+        return Plan(replace={DEMOGRAPHICS: joined.select(
+            *(zip3.name(c) if c == "zip3" else joined[c] for c in d.columns)
+        )})  # fmt: skip
 
 
 @register
-class AianGeoSuppression(Rule):
+class AianGeoSuppression(IbisRule):
     """Suppress ZIP3 and state of American Indian / Alaska Native participants."""
 
     id = "aian_geo_suppression"
@@ -404,16 +466,15 @@ class AianGeoSuppression(Rule):
     implements = "issue 4; AoU DeidentifyAIANZip3Values (DC-2706)"
     introduces = frozenset({AGGREGATED_ZIP3, SUPPRESSED})
 
-    def apply(self, frames, ctx):
-        d = frames[DEMOGRAPHICS].copy()
-        aian = (d["race_ethnicity"] == "aian").to_numpy()
-        d.loc[aian, "zip3"] = AGGREGATED_ZIP3
-        d.loc[aian, "state"] = SUPPRESSED
-        return changing(frames, {DEMOGRAPHICS: d})
+    def plan(self, tables, ctx, db):
+        d = tables[DEMOGRAPHICS]
+        aian = (d["race_ethnicity"] == "aian").fill_null(False)
+        zip3, state = aian.ifelse(AGGREGATED_ZIP3, d["zip3"]), aian.ifelse(SUPPRESSED, d["state"])
+        return Plan(rewrite={DEMOGRAPHICS: {"zip3": zip3, "state": state}})
 
 
 @register
-class IdentifierTables(Rule):
+class IdentifierTables(IbisRule):
     """Empty the note, location, provider and care_site tables (schema kept)."""
 
     id = "identifier_tables"
@@ -422,12 +483,12 @@ class IdentifierTables(Rule):
     tiers = frozenset({Tier.REGISTERED, Tier.CONTROLLED})
     implements = "issue 4; AoU TableSuppression (DC-1360)"
 
-    def apply(self, frames, ctx):
-        return dropping(frames, {t: np.ones(len(f), dtype=bool) for t, f in frames.items()})
+    def plan(self, tables, ctx, db):
+        return Plan(remove={name: marking(t, ibis.literal(True)) for name, t in tables.items()})
 
 
 @register
-class IdentifierFields(Rule):
+class IdentifierFields(IbisRule):
     """Null location_id, provider_id and care_site_id everywhere."""
 
     id = "identifier_fields"
@@ -438,16 +499,18 @@ class IdentifierFields(Rule):
     tiers = frozenset({Tier.REGISTERED, Tier.CONTROLLED})
     implements = "issue 4; AoU IDFieldSuppression"
 
-    def apply(self, frames, ctx):
-        new = {}
-        for t, f in frames.items():
-            nulls = {c: pd.array([pd.NA] * len(f), dtype="Int64") for c in _ID_FIELDS if c in f}
-            new[t] = f.assign(**nulls)
-        return changing(frames, new)
+    def plan(self, tables, ctx, db):
+        return Plan(rewrite={name: {c: ibis.null("int64") for c in _ID_FIELDS if c in t.columns}
+                             for name, t in tables.items()})  # fmt: skip
+
+
+def _listed(value: ibis.Value, concepts: list[int]) -> ibis.BooleanValue:
+    """Rows whose `value` is one of `concepts` (never, for an empty list)."""
+    return value.isin(concepts).fill_null(False) if concepts else ibis.literal(False)
 
 
 @register
-class IdentifierConcepts(Rule):
+class IdentifierConcepts(IbisRule):
     """Remove observations whose code names an explicit identifier, or a listed concept."""
 
     id = "identifier_concepts"
@@ -456,20 +519,17 @@ class IdentifierConcepts(Rule):
     tiers = frozenset({Tier.REGISTERED, Tier.CONTROLLED})
     implements = "issue 4; AoU ExplicitIdentifierSuppression, GeoLocationConceptSuppression"
 
-    def apply(self, frames, ctx):
-        o = frames["observation"]
+    def plan(self, tables, ctx, db):
+        o = tables["observation"]
         listed = [int(c) for c in ctx.settings.get("identifier_concepts", [])]
-        code = o["observation_source_value"].astype("string")
-        named = code.str.contains(IDENTIFIER_CODE, regex=True).fillna(False).to_numpy(dtype=bool)
-        ids = o["observation_concept_id"].isin(listed) | o["observation_source_concept_id"].isin(
-            listed
-        )
-        concept = ids.to_numpy(dtype=bool)
-        return dropping(frames, {"observation": named | concept})
+        named = o["observation_source_value"].re_search(f"(?i){IDENTIFIER_CODE.pattern}")
+        remove = (named.fill_null(False) | _listed(o["observation_concept_id"], listed)
+                  | _listed(o["observation_source_concept_id"], listed))  # fmt: skip
+        return Plan(remove={"observation": marking(o, remove)})
 
 
 @register
-class SuppressedConcepts(Rule):
+class SuppressedConcepts(IbisRule):
     """Remove rows carrying a concept of the tier's configured suppression lists."""
 
     id = "suppressed_concepts"
@@ -478,21 +538,21 @@ class SuppressedConcepts(Rule):
     tiers = frozenset({Tier.REGISTERED, Tier.CONTROLLED})
     implements = "issue 4; AoU RT/CTAdditionalPrivacyConceptSuppression"
 
-    def apply(self, frames, ctx):
+    def plan(self, tables, ctx, db):
         lists = ctx.settings.get("suppress_concepts", {})
         listed = [int(c) for key in ("both", ctx.tier.value) for c in lists.get(key, [])]
-        masks = {}
-        for t, f in frames.items():
-            mask = np.zeros(len(f), dtype=bool)
-            for column in f.columns:
-                if column.endswith("concept_id"):
-                    mask |= f[column].isin(listed).to_numpy(dtype=bool)
-            masks[t] = mask
-        return dropping(frames, masks)
+        if not listed:
+            return Plan()
+        return Plan(remove={
+            name: marking(t, functools.reduce(operator.or_, (
+                _listed(t[c], listed) for c in t.columns if c.endswith("concept_id")
+            ), ibis.literal(False)))
+            for name, t in tables.items()
+        })  # fmt: skip
 
 
 @register
-class StringFields(Rule):
+class StringFields(IbisRule):
     """Null every text column of every OMOP table."""
 
     id = "string_fields"
@@ -502,15 +562,15 @@ class StringFields(Rule):
     tiers = frozenset({Tier.REGISTERED, Tier.CONTROLLED})
     implements = "issue 4; AoU StringFieldsSuppression (DC-1369)"
 
-    def apply(self, frames, ctx):
-        return changing(
-            frames,
-            {t: f.assign(**{c: None for c in text_columns(t)}) for t, f in frames.items()},
-        )
+    def plan(self, tables, ctx, db):
+        return Plan(rewrite={name: {c: ibis.null("string") for c in text_columns(name)}
+                             for name in tables})  # fmt: skip
 
-    def check(self, frames, ctx):
-        return [f"{t}.{c} holds text" for t in self.writes for c in text_columns(t)
-                if frames[t][c].notna().any()]  # fmt: skip
+    def problems(self, tables, ctx, db):
+        texts = {name: [t[c].notnull() for c in text_columns(name)] for name, t in tables.items()}
+        left = db.counts({name: tables[name].filter(functools.reduce(operator.or_, tests))
+                          for name, tests in texts.items() if tests})  # fmt: skip
+        return [f"{name} holds text" for name, n in left.items() if n]
 
 
 #: Stages run once before the tiers.

@@ -3,8 +3,8 @@
 An :class:`Engine` wraps one Ibis backend and a work folder. Frames enter as Parquet files
 (:meth:`Engine.register`, each row numbered in a ``_ord`` column so the original row order
 survives any engine), rules' outputs are materialised as the engine goes
-(:meth:`Engine.persist`) and leave as Parquet again (:meth:`Engine.fetch`, the stage boundary),
-so rules written with Ibis and rules written with pandas chain through Parquet. DuckDB works in
+(:meth:`Engine.persist`) and leave as frames again (:meth:`Engine.fetch`) when a tier is done
+or a rule written with pandas needs them. DuckDB works in
 an on-disk database inside the work folder with a memory limit and a temporary directory, so
 it spills to disk instead of running out of memory; Spark runs ``local[2]`` in one shared
 session (it takes about ten seconds to start).
@@ -191,6 +191,16 @@ class Engine:
     def count(self, table: ibis.Table) -> int:
         """Number of rows of `table`."""
         return int(table.count().execute())
+
+    def counts(self, tables: dict[str, ibis.Table]) -> dict[str, int]:
+        """Number of rows of each of `tables`, in one query."""
+        if not tables:
+            return {}
+        parts = [t.aggregate(_n=t.count()).mutate(_i=ibis.literal(i))
+                 for i, t in enumerate(tables.values())]  # fmt: skip
+        union = parts[0] if len(parts) == 1 else ibis.union(*parts)
+        found = {r["_i"]: r["_n"] for r in union.to_pyarrow().to_pylist()}
+        return {name: int(found[i]) for i, name in enumerate(tables)}
 
     def write(self, expr: ibis.Table, path: Path) -> None:
         """Write `expr`'s rows to one Parquet file at `path` (without :data:`ORDER`)."""

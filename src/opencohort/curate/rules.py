@@ -10,19 +10,21 @@ and :func:`run_stage` runs one stage, keeps every removed or changed row in a sa
 returns the rule log for the release manifest.
 
 An :class:`IbisRule` holds its logic as Ibis expressions instead (:meth:`IbisRule.plan`), so
-it runs on any :class:`~opencohort.curate.engine.Engine` (DuckDB or Spark); :func:`run_stage`
-runs consecutive Ibis rules on the engine and hands their tables on to pandas rules (and back)
-through Parquet. ``IbisRule.apply`` runs one rule on a temporary DuckDB engine, so every rule
-also takes and returns frames.
+it runs on any :class:`~opencohort.curate.engine.Engine` (DuckDB or Spark); every built-in rule
+is one. :func:`run_tables` runs a stage on tables that stay on the engine (curation registers
+its frames once and fetches each tier's tables at the end); a rule written with pandas gets
+its tables fetched and its output registered again. ``IbisRule.apply`` runs one rule on a
+temporary DuckDB engine, so every rule also takes and returns frames.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import operator
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
@@ -253,16 +255,23 @@ class Rule:
 
 @dataclass
 class Plan:
-    """What an Ibis rule returns: per table, the rows it removes or the columns it rewrites.
+    """What an Ibis rule returns: per table, the rows it removes, rewrites, replaces or adds.
 
     ``remove`` maps a table to its input rows (all their columns) plus a boolean column
     :data:`REMOVE`, True for every row the rule removes (missing counts as False; see
     :func:`marking`). ``rewrite`` maps a table to column -> new value, expressions over the
-    input table (cast back to the column's type). A rule may not do both to one table.
+    input table (cast back to the column's type). ``replace`` maps a table to its new rows,
+    any query over the tables (joins included) keeping the input's :data:`ORDER`: a row
+    whose number is missing is removed, a column that is missing is dropped, other values
+    are compared with the input's to find changed rows. One table takes one of these three.
+    ``add`` maps a table to rows appended after its kept rows (its columns, missing ones
+    null), in the order of their own :data:`ORDER` numbers.
     """
 
     remove: dict[str, ibis.Table] = field(default_factory=dict)
     rewrite: dict[str, dict[str, ibis.Value]] = field(default_factory=dict)
+    replace: dict[str, ibis.Table] = field(default_factory=dict)
+    add: dict[str, ibis.Table] = field(default_factory=dict)
 
 
 def marking(table: ibis.Table, remove: ibis.BooleanValue) -> ibis.Table:
@@ -291,15 +300,16 @@ class IbisRule(Rule):
         with open_engine() as db:
             tables = {t: db.register(t, f) for t, f in frames.items()}
             step = _step(self, tables, {t: len(f) for t, f in frames.items()}, ctx, db)
+            removed = {t: frames[t].iloc[:0] for t in step.removing}
+            removed |= {t: db.fetch(t, r, positions=True) for t, r in step.removed.items()}
+            written = [t for t in self.writes if t in frames]
+            changed = {t: frames[t].iloc[:0] for t in step.touched}
+            changed |= {t: db.fetch(t, c, positions=True) for t, c in step.changed.items()}
             return Result(
-                {t: db.fetch(t, step.tables[t]) for t in step.touched},
-                removed={
-                    t: db.fetch(t, step.removed[t], positions=True)
-                    if t in step.removed
-                    else frames[t].iloc[:0]
-                    for t in step.removing
-                },
-                changed={t: db.fetch(t, c, positions=True) for t, c in step.changed.items()},
+                {t: db.fetch(t, step.tables[t]) for t in written},
+                removed=removed,
+                changed=changed,
+                added={t: db.fetch(t, a) for t, a in step.added.items()},
             )
 
     def validate(self, frames, ctx):
@@ -450,7 +460,7 @@ def _sandbox(root: Path, rule: Rule, tier: Tier, result: Result) -> None:
 
 @dataclass
 class _Step:
-    """One Ibis rule's outcome: tables and row counts after it, removed and changed rows."""
+    """One Ibis rule's outcome: tables and row counts after it, removed, changed, added rows."""
 
     tables: dict[str, ibis.Table]
     rows: dict[str, int]
@@ -458,6 +468,7 @@ class _Step:
     removing: tuple[str, ...] = ()
     removed: dict[str, ibis.Table] = field(default_factory=dict)
     changed: dict[str, ibis.Table] = field(default_factory=dict)
+    added: dict[str, ibis.Table] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(
         default_factory=lambda: {"removed": {}, "changed": {}}
     )
@@ -466,16 +477,20 @@ class _Step:
 def _step(rule: IbisRule, tables, rows, ctx: Context, db: Engine) -> _Step:
     """Plan `rule` on `tables`, materialise what it keeps, count what it removed or changed."""
     plan = rule.plan({t: tables[t] for t in rule.reads if t in tables}, ctx, db)
-    touched = (*plan.remove, *plan.rewrite)
+    kinds = (plan.remove, plan.rewrite, plan.replace)
+    touched = tuple(dict.fromkeys(t for kind in (*kinds, plan.add) for t in kind))
     undeclared = set(touched) - set(rule.writes)
     if undeclared:
         raise RuleError(f"rule {rule.id} wrote undeclared tables {sorted(undeclared)}")
-    if set(plan.remove) & set(plan.rewrite):
-        raise RuleError(f"rule {rule.id} both removes and rewrites rows of one table")
-    step = _Step(dict(tables), dict(rows), touched, tuple(plan.remove))
+    if any(set(a) & set(b) for a, b in itertools.combinations(kinds, 2)):
+        raise RuleError(
+            f"rule {rule.id} plans more than one of remove, rewrite, replace for a table"
+        )
+    step = _Step(dict(tables), dict(rows), touched, (*plan.remove, *plan.replace))
+    flags = {t: m[REMOVE].fill_null(False) for t, m in plan.remove.items()}
+    counts = db.counts({t: m.filter(flags[t]) for t, m in plan.remove.items() if rows[t]})
     for table, marked in plan.remove.items():
-        flag = marked[REMOVE].fill_null(False)
-        gone = db.count(marked.filter(flag)) if rows[table] else 0
+        flag, gone = flags[table], counts.get(table, 0)
         if gone:  # nothing is materialised for a table the rule leaves as it was
             step.tables[table] = db.persist(marked.filter(~flag).drop(REMOVE))
             step.removed[table] = marked.filter(flag).drop(REMOVE)
@@ -484,7 +499,28 @@ def _step(rule: IbisRule, tables, rows, ctx: Context, db: Engine) -> _Step:
     for table, columns in plan.rewrite.items():
         if rows[table]:
             _rewrite(step, table, tables[table], columns, db)
+    for table, expr in plan.replace.items():
+        if ORDER not in expr.columns:
+            raise RuleError(f"rule {rule.id}: the new rows of {table} lost their {ORDER} numbers")
+        _replace(step, table, tables[table], expr, db)
+    for table, expr in plan.add.items():
+        _add(step, table, expr, db)
     return step
+
+
+def _keys(table: str, base: ibis.Table) -> list[str]:
+    """Columns identifying a row of `table` in the sandbox (those it has)."""
+    return [c for c in dict.fromkeys((primary_key(table), *ROW_KEYS)) if c in base.columns]
+
+
+def _changes(differs: dict[str, ibis.BooleanValue], over: ibis.Table) -> tuple[list[str], int, int]:
+    """Columns changed in some row of `over`, rows changed and rows of `over`, in one query."""
+    anywhere = functools.reduce(operator.or_, differs.values(), ibis.literal(False))
+    sums = {f"c{i}": d.cast("int64").sum() for i, d in enumerate(differs.values())}
+    stats = over.aggregate(n=anywhere.cast("int64").sum(), rows=over.count(), **sums)
+    stats = stats.to_pyarrow().to_pylist()[0]
+    hit = [c for i, c in enumerate(differs) if (stats[f"c{i}"] or 0) > 0]
+    return hit, stats["n"] or 0, stats["rows"]
 
 
 def _rewrite(step: _Step, table: str, base: ibis.Table, columns, db: Engine) -> None:
@@ -493,56 +529,144 @@ def _rewrite(step: _Step, table: str, base: ibis.Table, columns, db: Engine) -> 
     differs = {c: ~base[c].identical_to(value) for c, value in new.items()}
     if not differs:
         return
-    anywhere = functools.reduce(operator.or_, differs.values())
-    sums = {f"c{i}": d.cast("int64").sum() for i, d in enumerate(differs.values())}
-    stats = base.aggregate(n=anywhere.cast("int64").sum(), **sums).to_pyarrow().to_pylist()[0]
-    hit = [c for i, c in enumerate(differs) if (stats[f"c{i}"] or 0) > 0]
+    hit, n, _ = _changes(differs, base)
     if not hit:
         return
-    keys = [c for c in dict.fromkeys((primary_key(table), *ROW_KEYS)) if c in base.columns]
+    anywhere = functools.reduce(operator.or_, (differs[c] for c in hit))
+    keys = _keys(table, base)
     renamed = {f"sandbox_new_{c}": new[c] for c in keys if c in hit}
     step.changed[table] = base.filter(anywhere).select(
         *dict.fromkeys([*keys, *hit, ORDER]), **renamed
     )
-    step.counts["changed"][table] = stats["n"]
+    step.counts["changed"][table] = n
     step.tables[table] = db.persist(base.mutate(**{c: new[c] for c in hit}))
 
 
+def _replace(step: _Step, table: str, base: ibis.Table, expr: ibis.Table, db: Engine) -> None:
+    """Replace a table's rows by `expr`'s (matched on :data:`ORDER`); keep what went or changed."""
+    kept = [c for c in base.columns if c in expr.columns]
+    dropped = [c for c in base.columns if c not in expr.columns]
+    new = db.persist(expr.select(*(expr[c].cast(base[c].type()).name(c) for c in kept)))
+    other = new.rename({f"_n_{c}": c for c in kept})
+    joined = base.inner_join(other, base[ORDER] == other[f"_n_{ORDER}"])
+    differs = {c: ~joined[c].identical_to(joined[f"_n_{c}"]) for c in kept if c != ORDER}
+    differs |= {c: joined[c].notnull() for c in dropped}
+    hit, n, rows = _changes(differs, joined)
+    gone = step.rows[table] - rows
+    if not (gone or hit or dropped):
+        db.drop(new)
+        return
+    if gone:
+        step.removed[table] = base.anti_join(new, ORDER)
+        step.counts["removed"][table] = gone
+        step.rows[table] -= gone
+    if hit:
+        anywhere = functools.reduce(operator.or_, (differs[c] for c in hit))
+        keys = _keys(table, base)
+        renamed = {f"sandbox_new_{c}": joined[f"_n_{c}"] for c in keys if c in hit and c in kept}
+        step.changed[table] = joined.filter(anywhere).select(
+            *dict.fromkeys([*keys, *hit, ORDER]), **renamed
+        )
+        step.counts["changed"][table] = n
+    step.tables[table] = new
+
+
+def _add(step: _Step, table: str, expr: ibis.Table, db: Engine) -> None:
+    """Append `expr`'s rows to a table, numbered after its rows in their :data:`ORDER`."""
+    current = step.tables[table]
+    n = db.count(expr)
+    if not n:
+        return
+    last = current[ORDER].max().execute()
+    first = 0 if last is None or pd.isna(last) else int(last) + 1
+    rows = expr.select(*(
+        (expr[ORDER] + first if c == ORDER else expr[c] if c in expr.columns else ibis.null())
+        .cast(t).name(c) for c, t in current.schema().items()
+    ))  # fmt: skip
+    added = db.persist(rows)
+    step.tables[table] = db.persist(current.union(added))
+    step.added[table] = added
+    step.counts.setdefault("added", {})[table] = n
+    step.rows[table] += n
+
+
 def _ibis_sandbox(root: Path, rule: Rule, tier: Tier, step: _Step, db: Engine) -> None:
-    """Write each table's removed or changed rows (one file per table, as :func:`_sandbox`)."""
+    """Write each table's removed, changed and added rows once, in that order (as `_sandbox`)."""
     folder = root / rule.id if tier == Tier.BOTH else root / rule.id / tier.value
-    for action, tables in (("removed", step.removed), ("changed", step.changed)):
+    parts: dict[str, list[ibis.Table]] = {}
+    actions = (("removed", step.removed), ("changed", step.changed), ("added", step.added))
+    for rank, (action, tables) in enumerate(actions):
         for table, rows in tables.items():
-            rows = rows.order_by(ORDER).mutate(sandbox_action=ibis.literal(action))
-            db.write(rows, folder / f"{table}.parquet")
+            marked = rows.mutate(sandbox_action=ibis.literal(action), _rank=ibis.literal(rank))
+            parts.setdefault(table, []).append(marked)
+    for table, rows in parts.items():
+        schema: dict[str, object] = {}
+        for part in rows:
+            for column, kind in part.schema().items():
+                schema.setdefault(column, kind)
+        padded = [
+            part.select(*((part[c] if c in part.columns else ibis.null()).cast(t).name(c)
+                          for c, t in schema.items()))
+            for part in rows
+        ]  # fmt: skip
+        union = functools.reduce(lambda a, b: a.union(b), padded)
+        db.write(union.order_by(["_rank", ORDER]).drop("_rank"), folder / f"{table}.parquet")
 
 
-def _run_ibis(rules, frames: Frames, ctx: Context, db: Engine, stage: Stage, sandbox, on_rule):
-    """Run consecutive Ibis rules on `db`; return the frames after them and their log."""
-    names = sorted({t for rule in rules for t in rule.reads if t in frames})
-    tables = {t: db.register(t, frames[t]) for t in names}
-    rows = {t: len(frames[t]) for t in names}
-    written: set[str] = set()
-    log = []
-    for rule in rules:
+def run_tables(
+    stage: Stage,
+    tables: Mapping[str, ibis.Table],
+    rows: Mapping[str, int],
+    ctx: Context,
+    db: Engine,
+    *,
+    sandbox: Path | None = None,
+    on_rule: Callable[[Rule], None] | None = None,
+    keep: Collection[str] = (),
+) -> tuple[dict[str, ibis.Table], dict[str, int], list[dict]]:
+    """Run one stage on tables of engine `db` (see :func:`run_stage`); tables stay on it.
+
+    Returns the tables and their row counts after the stage, and its rule log. A table a
+    rule replaced is dropped from the engine unless its name is in `keep`. A pandas rule's
+    tables are fetched for it and its output registered again.
+    """
+    tables, rows, log = dict(tables), dict(rows), []
+    for rule in stage.rules:
         if on_rule is not None:
             on_rule(rule)
         before = {t: rows[t] for t in rule.writes if t in rows}
         started = time.perf_counter()
-        step = _step(rule, tables, rows, ctx, db)
-        _raise_problems(rule, rule.problems(
-            {t: step.tables[t] for t in rule.reads if t in step.tables}, ctx, db))  # fmt: skip
-        if sandbox is not None:
-            _ibis_sandbox(sandbox, rule, stage.tier, step, db)
+        if isinstance(rule, IbisRule):
+            step = _step(rule, tables, rows, ctx, db)
+            _raise_problems(rule, rule.problems(
+                {t: step.tables[t] for t in rule.reads if t in step.tables}, ctx, db))  # fmt: skip
+            if sandbox is not None:
+                _ibis_sandbox(sandbox, rule, stage.tier, step, db)
+            after, counts = step.tables, step.counts
+            rows = step.rows
+        else:
+            after, counts, written = _pandas_step(rule, tables, ctx, db, stage, sandbox)
+            rows = rows | written
         for table, old in tables.items():
-            if step.tables[table] is not old:
+            if after[table] is not old and old.get_name() not in keep:
                 db.drop(old)
-        written.update(t for t in step.touched if step.tables[t] is not tables[t])
-        tables, rows = step.tables, step.rows
-        log.append(_entry(rule, stage, before, {t: rows[t] for t in before}, step.counts, started))
-    frames = dict(frames)
-    frames.update({t: db.fetch(t, tables[t]) for t in sorted(written)})
-    return frames, log
+        tables = after
+        log.append(_entry(rule, stage, before, {t: rows[t] for t in before}, counts, started))
+    return tables, rows, log
+
+
+def _pandas_step(rule: Rule, tables, ctx: Context, db: Engine, stage: Stage, sandbox):
+    """Run a rule written with pandas on fetched tables; register what it wrote."""
+    frames = {t: db.fetch(t, tables[t]) for t in rule.reads if t in tables}
+    result = rule.apply(frames, ctx)
+    undeclared = set(result.frames) - set(rule.writes)
+    if undeclared:
+        raise RuleError(f"rule {rule.id} wrote undeclared tables {sorted(undeclared)}")
+    rule.validate({**frames, **result.frames}, ctx)
+    if sandbox is not None:
+        _sandbox(sandbox, rule, stage.tier, result)
+    after = dict(tables) | {t: db.register(t, f) for t, f in result.frames.items()}
+    return after, result.counts(), {t: len(f) for t, f in result.frames.items()}
 
 
 def _entry(rule: Rule, stage: Stage, before, after, counts, started: float) -> dict:
@@ -583,7 +707,7 @@ def run_stage(
     on_rule
         Called with each rule before it runs (progress reporting).
     engine
-        Where Ibis rules run (default: a temporary DuckDB engine for the stage).
+        Where the rules run (default: a temporary DuckDB engine for the stage).
 
     Returns
     -------
@@ -599,36 +723,12 @@ def run_stage(
     RuleError
         If a rule writes a table it did not declare or its postcondition fails.
     """
-    frames = dict(frames)
-    log: list[dict] = []
-    for written_in_ibis, group in itertools.groupby(stage.rules, lambda r: isinstance(r, IbisRule)):
-        rules = list(group)
-        if not written_in_ibis:
-            for rule in rules:
-                log.append(_run_pandas(rule, frames, ctx, stage, sandbox, on_rule))
-        elif engine is not None:
-            frames, entries = _run_ibis(rules, frames, ctx, engine, stage, sandbox, on_rule)
-            log += entries
-        else:
-            with open_engine() as db:
-                frames, entries = _run_ibis(rules, frames, ctx, db, stage, sandbox, on_rule)
-            log += entries
-    return frames, log
-
-
-def _run_pandas(rule: Rule, frames: Frames, ctx: Context, stage: Stage, sandbox, on_rule) -> dict:
-    """Run one pandas rule, updating `frames` in place; return its log record."""
-    if on_rule is not None:
-        on_rule(rule)
-    before = {t: len(frames[t]) for t in rule.writes if t in frames}
-    started = time.perf_counter()
-    result = rule.apply({t: frames[t] for t in rule.reads if t in frames}, ctx)
-    undeclared = set(result.frames) - set(rule.writes)
-    if undeclared:
-        raise RuleError(f"rule {rule.id} wrote undeclared tables {sorted(undeclared)}")
-    frames.update(result.frames)
-    rule.validate(frames, ctx)
-    if sandbox is not None:
-        _sandbox(sandbox, rule, stage.tier, result)
-    after = {t: len(frames[t]) for t in before}
-    return _entry(rule, stage, before, after, result.counts(), started)
+    with contextlib.ExitStack() as stack:
+        db = engine if engine is not None else stack.enter_context(open_engine())
+        names = sorted({t for rule in stage.rules for t in rule.reads if t in frames})
+        tables = {t: db.register(t, frames[t]) for t in names}
+        after, _, log = run_tables(stage, tables, {t: len(frames[t]) for t in names}, ctx, db,
+                                   sandbox=sandbox, on_rule=on_rule)  # fmt: skip
+        out = dict(frames)
+        out.update({t: db.fetch(t, after[t]) for t in names if after[t] is not tables[t]})
+    return out, log

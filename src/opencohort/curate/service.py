@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import ibis
 import pandas as pd
 
 from opencohort.config import Home
 from opencohort.curate._omop import DEMOGRAPHICS, EHR_TABLES, PERSON, SRC_ID, concat_rows, empty
 from opencohort.curate.alignment import concept_domains
 from opencohort.curate.deid import PRE_TIER_STAGES, TIER_POLICY
-from opencohort.curate.engine import Engine
+from opencohort.curate.engine import Engine, open_engine
 from opencohort.curate.facts import (
     demographics_table,
     person_table,
@@ -30,7 +33,7 @@ from opencohort.curate.rules import (
     Rule,
     Tier,
     build_pipeline,
-    run_stage,
+    run_tables,
 )
 from opencohort.errors import InputError, NotFound
 from opencohort.ingest import (
@@ -189,13 +192,15 @@ def gather(
     return Sources(frames, ctx, {"submissions": snapshot, "feeds": feed_snapshot})
 
 
-def ehr_sites(frames: Frames, ctx: Context) -> pd.DataFrame:
-    """(research id, site) pairs of who sent EHR rows for whom."""
-    pairs = pd.concat(
-        [f[["person_id", SRC_ID]] for t, f in frames.items() if t in EHR_TABLES
-         and "person_id" in f and len(f)] or [pd.DataFrame({"person_id": [], SRC_ID: []})]
-    ).drop_duplicates()  # fmt: skip
-    pairs = pairs[pairs[SRC_ID] != PROGRAM]
+def ehr_sites(tables: Mapping[str, ibis.Table], ctx: Context) -> pd.DataFrame:
+    """(research id, site) pairs of who sent EHR rows for whom (from the cleaned tables)."""
+    parts = [t.select(person_id=t["person_id"].cast("int64"), **{SRC_ID: t[SRC_ID].cast("string")})
+             for name, t in tables.items()
+             if name in EHR_TABLES and {"person_id", SRC_ID} <= set(t.columns)]  # fmt: skip
+    if not parts:
+        return pd.DataFrame({"person_id": [], SRC_ID: []})
+    union = functools.reduce(lambda a, b: a.union(b), parts).distinct()
+    pairs = union.filter(union[SRC_ID] != PROGRAM).to_pandas()
     rid = ctx.people["research_id"].reindex(pairs["person_id"].astype("float64")).to_numpy()
     return pd.DataFrame({"person_id": rid, SRC_ID: pairs[SRC_ID].to_numpy()}).dropna()
 
@@ -212,11 +217,12 @@ def curate(
 ) -> tuple[dict[Tier, Frames], list[dict]]:
     """Run cleaning once, then each tier's de-identification; return tier frames and rule log.
 
-    Ibis rules run on `engine` (default: a temporary DuckDB engine per stage).
+    The frames are registered on `engine` (default: a temporary DuckDB engine) once; every
+    stage runs there and each tier's tables come back as frames when the tier is done.
 
     With `on_tier`, each tier's frames are passed to it as soon as the tier is done and are
     not kept (the returned mapping is then empty), so one tier is in memory at a time. With
-    `consume`, ``sources.frames`` is emptied and each frame dropped once replaced.
+    `consume`, ``sources.frames`` is emptied once registered.
 
     Raises
     ------
@@ -226,12 +232,15 @@ def curate(
     """
     policy = policy or Policy()
     pre, tier_pipelines = policy.pipelines()
-    with pd.option_context("mode.copy_on_write", True):  # rules copy only what they change
-        return _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume, engine)
+    with contextlib.ExitStack() as stack:
+        db = engine if engine is not None else stack.enter_context(open_engine())
+        return _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume, db)
 
 
-def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume, engine):
-    frames, ctx, log = dict(sources.frames), sources.context, []
+def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume, db):
+    ctx, log = sources.context, []
+    tables = {t: db.register(t, f) for t, f in sources.frames.items()}
+    rows = {t: len(f) for t, f in sources.frames.items()}
     if consume:
         sources.frames.clear()
 
@@ -239,23 +248,25 @@ def _curate(sources, pre, tier_pipelines, sandbox, on_rule, on_tier, consume, en
         return None if on_rule is None else (lambda rule: on_rule(stage, rule))
 
     for stage in pre.stages:
-        frames, entries = run_stage(
-            stage, frames, ctx, sandbox=sandbox, on_rule=progress(stage.name), engine=engine
+        tables, rows, entries = run_tables(
+            stage, tables, rows, ctx, db, sandbox=sandbox, on_rule=progress(stage.name)
         )
         log += entries
-    ctx = ctx.with_(ehr_sites=ehr_sites(frames, ctx))
+    ctx = ctx.with_(ehr_sites=ehr_sites(tables, ctx))
+    shared = {t.get_name() for t in tables.values()}
     out = {}
-    last = list(tier_pipelines)[-1] if tier_pipelines else None
     for tier, pipeline in tier_pipelines.items():
-        tier_frames, tier_ctx = frames, ctx.with_(tier=tier)
-        if consume and tier == last:
-            del frames
+        tier_tables, tier_rows, tier_ctx = tables, rows, ctx.with_(tier=tier)
         for stage in pipeline.stages:
-            tier_frames, entries = run_stage(
-                stage, tier_frames, tier_ctx, sandbox=sandbox, on_rule=progress(stage.name),
-                engine=engine,
+            tier_tables, tier_rows, entries = run_tables(
+                stage, tier_tables, tier_rows, tier_ctx, db, sandbox=sandbox,
+                on_rule=progress(stage.name), keep=shared,
             )  # fmt: skip
             log += entries
+        tier_frames = {t: db.fetch(t, table) for t, table in tier_tables.items()}
+        for table in tier_tables.values():
+            if table.get_name() not in shared:
+                db.drop(table)
         if on_tier is None:
             out[tier] = tier_frames
         else:

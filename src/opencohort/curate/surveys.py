@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
+import ibis
 import pandas as pd
 
 from opencohort.curate._omop import SURVEY, WEARABLE_TABLES
-from opencohort.curate.cleaning import _ExcludedPeople
-from opencohort.curate.feeds import concept_code
-from opencohort.curate.rules import Result, Rule, changing, dropping, register
+from opencohort.curate.cleaning import _ExcludedPeople, _with_facts
+from opencohort.curate.engine import ORDER
+from opencohort.curate.rules import REMOVE, IbisRule, Plan, marking, register
 from opencohort.vocab import survey_codebook
 from opencohort.vocab.survey import PMI_SKIP
 
@@ -93,12 +93,19 @@ def branching() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["child", "parent", "answer"])
 
 
-def _with_codes(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(answer_concept_code=concept_code(frame["answer_concept_id"]))
+def _code(answer: ibis.IntegerValue) -> ibis.StringValue:
+    """The PPI concept code of an answer concept id (the id as text; missing stays missing)."""
+    return answer.cast("string")
+
+
+def _blank(s: ibis.Table) -> ibis.BooleanValue:
+    return (
+        s["answer_concept_id"].isnull() & s["value_text"].isnull() & s["value_as_number"].isnull()
+    )
 
 
 @register
-class SurveyDuplicates(Rule):
+class SurveyDuplicates(IbisRule):
     """Keep only the latest authored answers to each question of a person's module."""
 
     id = "survey_duplicate_responses"
@@ -106,25 +113,28 @@ class SurveyDuplicates(Rule):
     reads = writes = (SURVEY,)
     implements = "issue 4; AoU DropPpiDuplicateResponses, DropDuplicatePpiQuestionsAndAnswers"
 
-    def apply(self, frames, ctx):
-        s = frames[SURVEY]
-        day = s["survey_date"].astype("float64")
-        latest = day.groupby([s[c] for c in _KEY], dropna=False).transform("max")
-        older = (day < latest).to_numpy(dtype=bool)
-        same = s.duplicated(
-            ["person_id", "question_concept_id", "answer_concept_id", "value_text",
-             "value_as_number", "survey_date"]
-        ).to_numpy()  # fmt: skip
-        return dropping(frames, {SURVEY: older | same})
+    def plan(self, tables, ctx, db):
+        s = tables[SURVEY]
+        latest = s["survey_date"].max().over(group_by=_KEY)
+        same = ["person_id", "question_concept_id", "answer_concept_id", "value_text",
+                "value_as_number", "survey_date"]  # fmt: skip
+        repeat = ibis.row_number().over(group_by=same, order_by=ORDER) > 0
+        return Plan(
+            remove={SURVEY: marking(s, (s["survey_date"] < latest).fill_null(False) | repeat)}
+        )
 
-    def check(self, frames, ctx):
-        s = frames[SURVEY]
-        spread = s.groupby(_KEY)["survey_date"].nunique()
-        return ["answers of more than one date left for a question"] if (spread > 1).any() else []
+    def problems(self, tables, ctx, db):
+        s = tables[SURVEY]
+        spread = s.group_by(_KEY).agg(n=s["survey_date"].nunique())
+        return (
+            ["answers of more than one date left for a question"]
+            if db.count(spread.filter(spread["n"] > 1))
+            else []
+        )
 
 
 @register
-class SurveySkipCodes(Rule):
+class SurveySkipCodes(IbisRule):
     """Code empty answers as PMI skip; drop a skip beside a real answer to the same question."""
 
     id = "survey_skip_codes"
@@ -134,31 +144,32 @@ class SurveySkipCodes(Rule):
     implements = "issue 4; AoU Backfill* skip codes, UpdatePpiNegativePainLevel"
     introduces = frozenset({str(PMI_SKIP)})
 
-    def apply(self, frames, ctx):
-        s = frames[SURVEY]
-        blank = (s["answer_concept_id"].isna() & s["value_text"].isna()
-                 & s["value_as_number"].isna()).to_numpy()  # fmt: skip
-        answer = s["answer_concept_id"].where(~blank, PMI_SKIP).astype("Int64")
-        skip = (answer == PMI_SKIP).fillna(False).to_numpy(dtype=bool)
-        answered = pd.Series(~skip, index=s.index).groupby([s[c] for c in _KEY], dropna=False)
-        answered = answered.transform("any")
-        extra = skip & answered.to_numpy(dtype=bool)
-        normalised = _with_codes(s.assign(answer_concept_id=answer))
-        changed = changing(frames, {SURVEY: normalised}).changed[SURVEY]
-        return Result(
-            {SURVEY: normalised[~extra].reset_index(drop=True)},
-            removed={SURVEY: s[extra]},
-            changed={SURVEY: changed[~extra[s.index.get_indexer(changed.index)]]},
-        )
+    def plan(self, tables, ctx, db):
+        s = tables[SURVEY]
+        answer = _blank(s).ifelse(PMI_SKIP, s["answer_concept_id"])
+        normalised = s.mutate(answer_concept_id=answer, answer_concept_code=_code(answer))
+        skip = (normalised["answer_concept_id"] == PMI_SKIP).fill_null(False)
+        answered = (~skip).cast("int64").max().over(group_by=_KEY) > 0
+        # The flags become columns first: Spark cannot resolve a filter on a window over a
+        # rewritten column (Ibis refers to the pre-window table there).
+        flagged = normalised.mutate(_skip=skip, _answered=answered)
+        kept = flagged.filter(~(flagged["_skip"] & flagged["_answered"]))
+        return Plan(replace={SURVEY: kept.drop("_skip", "_answered")})
 
-    def check(self, frames, ctx):
-        s = frames[SURVEY]
-        blank = s["answer_concept_id"].isna() & s["value_text"].isna() & s["value_as_number"].isna()
-        return ["blank survey answers left"] if blank.any() else []
+    def problems(self, tables, ctx, db):
+        s = tables[SURVEY]
+        return ["blank survey answers left"] if db.count(s.filter(_blank(s))) else []
+
+
+def _branching_table() -> pd.DataFrame:
+    rules = branching()
+    return pd.DataFrame({"_b_child": rules["child"].astype("int64").to_numpy(),
+                         "_b_parent": rules["parent"].astype("int64").to_numpy(),
+                         "_b_answer": rules["answer"].astype("int64").to_numpy()})  # fmt: skip
 
 
 @register
-class SurveyBranching(Rule):
+class SurveyBranching(IbisRule):
     """Remove answers to a follow-up question its parent answer does not lead to."""
 
     id = "survey_branching"
@@ -167,28 +178,26 @@ class SurveyBranching(Rule):
     depends_on = ("survey_duplicate_responses", "survey_skip_codes")
     implements = "issue 4; AoU PpiBranching"
 
-    def apply(self, frames, ctx):
-        s = frames[SURVEY]
-        rules = branching()
-        person = s["person_id"].astype("float64")
-        given = pd.MultiIndex.from_arrays(
-            [person, s["question_concept_id"].astype("float64"),
-             s["answer_concept_id"].astype("float64")]
+    def plan(self, tables, ctx, db):
+        s = tables[SURVEY]
+        rules = db.lookup("branching", _branching_table(), key=branching())
+        opened = s.inner_join(
+            rules,
+            [s["question_concept_id"] == rules["_b_parent"],
+             s["answer_concept_id"] == rules["_b_answer"]],
+        ).select(_o_person=s["person_id"], _o_child=rules["_b_child"]).distinct()  # fmt: skip
+        children = rules.select(_c_child=rules["_b_child"]).distinct()
+        joined = s.left_join(children, s["question_concept_id"] == children["_c_child"]).left_join(
+            opened,
+            [s["person_id"] == opened["_o_person"],
+             s["question_concept_id"] == opened["_o_child"]],
         )  # fmt: skip
-        bad = np.zeros(len(s), dtype=bool)
-        for child, leads in rules.groupby("child"):
-            rows = (s["question_concept_id"] == child).fillna(False).to_numpy(dtype=bool)
-            if not rows.any():
-                continue
-            parent = given.get_level_values(1).isin(leads["parent"].astype("float64"))
-            leading = given.get_level_values(2).isin(leads["answer"].astype("float64"))
-            opened = given[parent & leading]
-            bad |= rows & ~person.isin(opened.get_level_values(0)).to_numpy()
-        return dropping(frames, {SURVEY: bad})
+        bad = joined["_c_child"].notnull() & joined["_o_child"].isnull()
+        return Plan(remove={SURVEY: joined.select(*s.columns, **{REMOVE: bad})})
 
 
 @register
-class SurveyFreeText(Rule):
+class SurveyFreeText(IbisRule):
     """Remove free-text answers; an answer that was only text becomes "response removed"."""
 
     id = "survey_free_text"
@@ -198,15 +207,17 @@ class SurveyFreeText(Rule):
     implements = "issue 4; AoU FreeTextSurveyResponseSuppression"
     introduces = frozenset({str(RESPONSE_REMOVED)})
 
-    def apply(self, frames, ctx):
-        s = frames[SURVEY]
-        text_only = s["answer_concept_id"].isna() & s["value_text"].notna()
-        answer = s["answer_concept_id"].where(~text_only, RESPONSE_REMOVED).astype("Int64")
-        out = _with_codes(s.assign(answer_concept_id=answer, value_text=None))
-        return changing(frames, {SURVEY: out})
+    def plan(self, tables, ctx, db):
+        s = tables[SURVEY]
+        text_only = s["answer_concept_id"].isnull() & s["value_text"].notnull()
+        answer = text_only.ifelse(RESPONSE_REMOVED, s["answer_concept_id"])
+        return Plan(rewrite={SURVEY: {"answer_concept_id": answer,
+                                      "answer_concept_code": _code(answer),
+                                      "value_text": ibis.null("string")}})  # fmt: skip
 
-    def check(self, frames, ctx):
-        return ["survey free text left"] if frames[SURVEY]["value_text"].notna().any() else []
+    def problems(self, tables, ctx, db):
+        s = tables[SURVEY]
+        return ["survey free text left"] if db.count(s.filter(s["value_text"].notnull())) else []
 
 
 @register
@@ -221,7 +232,7 @@ class WearablesConsent(_ExcludedPeople):
 
 
 @register
-class FeedDates(Rule):
+class FeedDates(IbisRule):
     """Remove survey and wearable rows dated after the cut-off or before the person's birth."""
 
     id = "feed_dates"
@@ -229,15 +240,16 @@ class FeedDates(Rule):
     reads = writes = (SURVEY, *WEARABLE_TABLES)
     implements = "issue 4; AoU EhrSubmissionDataCutoff and NegativeAges for PPI/Fitbit"
 
-    def apply(self, frames, ctx):
-        birth = ctx.people["birth_date"].astype("float64")
-        masks = {}
-        for t, f in frames.items():
-            day = f["survey_date" if t == SURVEY else "date"].astype("float64").to_numpy()
-            born = birth.reindex(f["person_id"].astype("float64")).to_numpy()
-            with np.errstate(invalid="ignore"):
-                masks[t] = (day > ctx.cutoff) | (day < born)
-        return dropping(frames, masks)
+    def plan(self, tables, ctx, db):
+        remove = {}
+        for name, t in tables.items():
+            joined = _with_facts(t, ctx, db, "birth_date")
+            day = joined["survey_date" if name == SURVEY else "date"]
+            wrong = (day > ctx.cutoff).fill_null(False) | (day < joined["_f_birth_date"]).fill_null(
+                False
+            )
+            remove[name] = joined.select(*t.columns, **{REMOVE: wrong})
+        return Plan(remove=remove)
 
 
 #: The feeds stage, run after the cleaning stages.
