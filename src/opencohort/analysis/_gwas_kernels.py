@@ -226,7 +226,7 @@ class LogisticModel:
     def fit(cls, q: np.ndarray, y: np.ndarray) -> LogisticModel:
         """Fit the covariates-only model once and precompute what every block reuses."""
         null_beta = fit_null_logistic(q, y)
-        p = _sigmoid(q @ null_beta)
+        p = sigmoid(q @ null_beta)
         w, resid = p * (1 - p), y - p
         rows, cols = np.triu_indices(q.shape[1])
         q32 = q.astype(np.float32)
@@ -331,7 +331,7 @@ def logistic_block(
             eta += ca[:, k:] * ga
             if has_missing:
                 np.copyto(eta, model.y_logit, where=missing if everything else missing[active])
-            p = _sigmoid(eta)
+            p = sigmoid(eta)
             resid = model.y32 - p
             w = np.subtract(1.0, p, dtype=np.float32)
             w *= p
@@ -411,7 +411,7 @@ def _null_system(
     return h, score
 
 
-def _sigmoid(eta: np.ndarray) -> np.ndarray:
+def sigmoid(eta: np.ndarray) -> np.ndarray:
     """Logistic function, in place on ``eta`` (numpy's SIMD exp is faster than scipy's expit)."""
     with np.errstate(over="ignore"):
         np.negative(eta, out=eta)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from opencohort.analysis._gwas_kernels import sigmoid
+
 
 @dataclass(frozen=True)
 class BatchFit:
@@ -91,7 +93,7 @@ def batched_logistic(
         if not idx.size:
             break
         every = idx.size == j
-        prob = _sigmoid(xs @ beta[idx].T)
+        prob = sigmoid(xs @ beta[idx].T)
         np.copyto(prob, 0.0, where=outside if every else outside[:, idx])
         grad = (xs.T @ ((yy if every else yy[:, idx]) - prob)).T
         w = np.subtract(1.0, prob, dtype=np.float32)
@@ -111,7 +113,7 @@ def batched_logistic(
     fitted = np.isfinite(beta).all(axis=1)
     se = np.full(j, np.nan)
     if fitted.any():
-        prob = _sigmoid(xs @ beta[fitted].T)
+        prob = sigmoid(xs @ beta[fitted].T)
         np.copyto(prob, 0.0, where=outside[:, fitted])
         upper = (z.astype(np.float64).T @ (prob * (1.0 - prob))).T
         h = np.zeros((int(fitted.sum()), p, p))
@@ -128,15 +130,6 @@ def batched_logistic(
         converged=converged & np.isfinite(se),
         n_iterations=iterations,
     )
-
-
-def _sigmoid(eta: np.ndarray) -> np.ndarray:
-    """Logistic function, in place on ``eta`` (numpy's SIMD exp is faster than scipy's expit)."""
-    with np.errstate(over="ignore"):
-        np.negative(eta, out=eta)
-        np.exp(eta, out=eta)
-    eta += 1.0
-    return np.reciprocal(eta, out=eta)
 
 
 def _solve(h: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
